@@ -1,0 +1,1 @@
+"""The REST API: schemas, dependencies and one route module per resource."""

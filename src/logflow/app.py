@@ -1,0 +1,68 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from logflow import __version__
+from logflow.api.routes import ingest, logs, metrics, system
+from logflow.backends.errors import BackendUnavailable, QueueFull, StorageFull
+from logflow.ingest.decode import BodyError
+from logflow.runtime import Runtime
+
+log = logging.getLogger("logflow.api")
+
+DESCRIPTION = """
+LogFlow ingests logs through one durable pipeline, indexes them for full-text search and
+serves metrics. A 2xx on ingest means the accepted events are durable in the queue.
+"""
+
+
+def _error(status: int, detail: str, retry_after: int | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map domain and backend errors to clear HTTP answers (never a bare 500 for user input)."""
+
+    @app.exception_handler(BodyError)
+    async def _body(_: Request, exc: BodyError) -> JSONResponse:
+        return _error(exc.code, exc.reason)
+
+    @app.exception_handler(QueueFull)
+    async def _full(_: Request, exc: QueueFull) -> JSONResponse:
+        return _error(503, f"queue is full: {exc}", exc.retry_after_s)
+
+    @app.exception_handler(StorageFull)
+    async def _disk(_: Request, exc: StorageFull) -> JSONResponse:
+        return _error(507, f"insufficient storage: {exc}", exc.retry_after_s)
+
+    @app.exception_handler(BackendUnavailable)
+    async def _down(_: Request, exc: BackendUnavailable) -> JSONResponse:
+        log.warning("backend unavailable: %s", exc)
+        return _error(503, f"backend unavailable: {exc}", 5)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body"))
+            problems.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": str(e.get("type"))}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": "; ".join(problems), "errors": errors}, status_code=422)
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """An app serving ``runtime``'s backends; the caller owns the runtime's lifetime."""
+    app = FastAPI(title="LogFlow", version=__version__, description=DESCRIPTION)
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    for module in (system, ingest, logs, metrics):
+        app.include_router(module.router)
+    return app

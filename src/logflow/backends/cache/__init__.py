@@ -1,0 +1,1 @@
+"""Caches for computed API answers: in-process TTL cache or Redis."""

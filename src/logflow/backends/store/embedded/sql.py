@@ -1,0 +1,105 @@
+"""SQL for one partition, built from a LogFilter with bound parameters only (never pasted text)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from logflow.domain.levels import Level
+from logflow.domain.query import LogFilter, TextQuery
+from logflow.domain.text import TOKEN_INNER_CHARS
+
+_ALL_LEVELS = tuple(int(level) for level in Level)
+_TOKENCHARS = TOKEN_INNER_CHARS.replace("'", "''")
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS events(
+    rid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    level INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    host TEXT,
+    message TEXT NOT NULL,
+    extra TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_id ON events(id);
+CREATE INDEX IF NOT EXISTS events_service_level ON events(service, level);
+CREATE INDEX IF NOT EXISTS events_level ON events(level);
+CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
+    tokens, content='', columnsize=0, detail=full, tokenize="ascii tokenchars '{_TOKENCHARS}'"
+);
+CREATE TABLE IF NOT EXISTS rollup(
+    minute INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    level INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY(minute, service, level)
+) WITHOUT ROWID;
+"""
+
+
+def fts_expression(text: TextQuery) -> str:
+    """An FTS5 MATCH expression: every term and phrase quoted, joined with AND."""
+    parts = [f'"{term}"' for term in text.terms]
+    parts += ['"' + " ".join(phrase) + '"' for phrase in text.phrases]
+    return " AND ".join(parts)
+
+
+def _placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+@dataclass(slots=True)
+class Where:
+    """A partition query: the FROM clause, the WHERE conditions and their parameters."""
+
+    source: str
+    conditions: list[str] = field(default_factory=list)
+    params: list[object] = field(default_factory=list)
+    rid_column: str = "e.rid"
+    needs_events: bool = False
+
+    def sql(self) -> str:
+        return " WHERE " + " AND ".join(self.conditions) if self.conditions else ""
+
+
+def build_where(flt: LogFilter, lo: int, hi: int, *, plain_levels_index: bool = True) -> Where:
+    """Conditions for ``flt`` within the row-id range [lo, hi] of one partition.
+
+    With a text query, FTS5 drives the scan (newest first by row id) and each hit joins its row;
+    CROSS JOIN stops SQLite from choosing the opposite, much slower, nesting.
+    """
+    if flt.text is not None:
+        where = Where(source="events_fts f CROSS JOIN events e ON e.rid = f.rowid", rid_column="f.rowid")
+        where.conditions.append("events_fts MATCH ?")
+        where.params.append(fts_expression(flt.text))
+    else:
+        where = Where(source="events e")
+    where.conditions.append(f"{where.rid_column} BETWEEN ? AND ?")
+    where.params += [lo, hi]
+    if flt.services:
+        where.conditions.append(f"e.service IN ({_placeholders(len(flt.services))})")
+        where.params += list(flt.services)
+        where.needs_events = True
+    levels = tuple(int(v) for v in flt.levels)
+    if levels:
+        where.conditions.append(f"e.level IN ({_placeholders(len(levels))})")
+        where.params += list(levels)
+        where.needs_events = True
+    elif flt.services and plain_levels_index and flt.text is None:
+        # Lets SQLite use the (service, level) index as a few row-id range scans.
+        where.conditions.append(f"e.level IN ({_placeholders(len(_ALL_LEVELS))})")
+        where.params += list(_ALL_LEVELS)
+    if flt.hosts:
+        where.conditions.append(f"e.host IN ({_placeholders(len(flt.hosts))})")
+        where.params += list(flt.hosts)
+        where.needs_events = True
+    for key, value in flt.fields:
+        where.conditions.append("CAST(json_extract(e.extra, ?) AS TEXT) = ?")
+        where.params += ['$.a."' + key.replace('"', '""') + '"', value]
+        where.needs_events = True
+    return where
+
+
+def is_plain(flt: LogFilter) -> bool:
+    """True when rollups can answer counts (only service, level and time restrict the events)."""
+    return flt.text is None and not flt.hosts and not flt.fields

@@ -1,0 +1,1 @@
+"""The ``logflow`` command line."""

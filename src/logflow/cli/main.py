@@ -1,0 +1,22 @@
+"""Entry point: ``logflow <command>``."""
+
+from __future__ import annotations
+
+import click
+
+from logflow import __version__
+from logflow.cli.serve import api, processor, serve
+from logflow.cli.status import status
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="logflow")
+def cli() -> None:
+    """LogFlow: log ingest, search, metrics and alerting.
+
+    Start with `logflow serve --demo` and open http://localhost:8000/docs.
+    """
+
+
+for command in (serve, api, processor, status):
+    cli.add_command(command)

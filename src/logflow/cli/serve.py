@@ -1,0 +1,154 @@
+"""``logflow serve`` (all in one), ``logflow api`` and ``logflow processor``."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import click
+import uvicorn
+
+from logflow.app import create_app
+from logflow.cli.common import load, settings_options, setup_logging
+from logflow.ingest.processor import Processor
+from logflow.runtime import Runtime
+from logflow.settings import Settings
+from logflow.status import PROCESSOR_STATUS_FILE
+
+log = logging.getLogger("logflow.cli")
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this process when its parent dies (even by kill -9)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def run_processor(settings: Settings, *, stop: threading.Event | None = None, index: int = 0) -> None:
+    """Run one processor loop until SIGTERM/SIGINT (or ``stop``)."""
+    runtime = Runtime.build(settings, queue_writer=False)
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    suffix = "" if index == 0 else f"-{index}"
+    processor = Processor(
+        runtime.queue, runtime.store, group=settings.processor_group, batch_size=settings.processor_batch,
+        retention_s=settings.retention_days * 86400, retention_check_s=settings.retention_check_s,
+        status_path=settings.data_dir / PROCESSOR_STATUS_FILE.replace(".json", f"{suffix}.json"),
+    )
+    log.info("processor %d started (queue=%s store=%s)", os.getpid(), runtime.queue.kind, runtime.store.kind)
+    try:
+        processor.run(stop)
+    finally:
+        runtime.close()
+        log.info("processor %d stopped", os.getpid())
+
+
+def _child_processor(settings: Settings, parent: int) -> None:
+    _die_with_parent()
+    setup_logging()
+    stop = threading.Event()
+
+    def watch_parent() -> None:  # belt and braces where prctl is unavailable
+        while not stop.is_set():
+            if os.getppid() != parent:
+                stop.set()
+            time.sleep(0.5)
+
+    threading.Thread(target=watch_parent, daemon=True).start()
+    run_processor(settings, stop=stop)
+
+
+def _demo_loop(runtime: Runtime, stop: threading.Event, rate: float) -> None:
+    from logflow.generator import GeneratorConfig, LogGenerator
+
+    backfill_s = 3600
+    gen = LogGenerator(GeneratorConfig(start_us=time.time_ns() // 1000 - backfill_s * 1_000_000, rate=5.0))
+    # An hour of history first, so charts and metrics have something to show at once.
+    for _ in range(int(backfill_s * 5.0 / 500)):
+        runtime.pipeline.submit_values(gen.batch(500))
+    live = LogGenerator(GeneratorConfig(rate=rate))
+    while not stop.wait(1.0):
+        runtime.pipeline.submit_values(live.batch(max(1, int(rate))))
+
+
+def serve_api(settings: Settings, runtime: Runtime, *, ssl_certfile: str | None, ssl_keyfile: str | None,
+              access_log: bool) -> None:
+    app = create_app(runtime)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=access_log,
+                ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, timeout_graceful_shutdown=10)
+
+
+tls_options = [
+    click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False), default=None, help="TLS certificate"),
+    click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False), default=None, help="TLS private key"),
+    click.option("--access-log/--no-access-log", default=False, help="Log every request"),
+]
+
+
+def with_tls(func):  # type: ignore[no-untyped-def]
+    for option in reversed(tls_options):
+        func = option(func)
+    return func
+
+
+@click.command()
+@settings_options
+@click.option("--demo", is_flag=True, help="Also generate demo logs in-process (an hour of history, then live)")
+@click.option("--demo-rate", type=float, default=20.0, show_default=True, help="Demo events per second")
+@with_tls
+def serve(host: str | None, port: int | None, data_dir: Path | None, demo: bool, demo_rate: float,
+          ssl_certfile: str | None, ssl_keyfile: str | None, access_log: bool) -> None:
+    """Run everything in one command: API, processor (a child process) and background jobs."""
+    setup_logging()
+    settings = load(host=host, port=port, data_dir=data_dir)
+    runtime = Runtime.build(settings)
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(target=_child_processor, args=(settings, os.getpid()), name="logflow-processor", daemon=True)
+    child.start()
+    stop = threading.Event()
+    if demo:
+        threading.Thread(target=_demo_loop, args=(runtime, stop, demo_rate), daemon=True, name="demo").start()
+    click.echo(f"LogFlow on http://{settings.host}:{settings.port} (data in {settings.data_dir.resolve()})", err=True)
+    try:
+        serve_api(settings, runtime, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, access_log=access_log)
+    finally:
+        stop.set()
+        child.terminate()
+        child.join(timeout=15)
+        runtime.close()
+
+
+@click.command()
+@settings_options
+@with_tls
+def api(host: str | None, port: int | None, data_dir: Path | None, ssl_certfile: str | None,
+        ssl_keyfile: str | None, access_log: bool) -> None:
+    """Run only the HTTP API (distributed shape: run processors separately)."""
+    setup_logging()
+    settings = load(host=host, port=port, data_dir=data_dir)
+    runtime = Runtime.build(settings)
+    try:
+        serve_api(settings, runtime, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, access_log=access_log)
+    finally:
+        runtime.close()
+
+
+@click.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data directory")
+@click.option("--index", type=int, default=0, help="Distinguishes the status file of several local processors")
+def processor(data_dir: Path | None, index: int) -> None:
+    """Run one processor: queue → store. With Kafka, run several; they share the partitions."""
+    setup_logging()
+    run_processor(load(data_dir=data_dir), index=index)

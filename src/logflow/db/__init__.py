@@ -1,0 +1,1 @@
+"""Metadata database (SQLite or PostgreSQL) through SQLAlchemy 2 and one Alembic history."""

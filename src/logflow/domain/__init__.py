@@ -1,0 +1,1 @@
+"""Pure domain types: events, levels, queries. No I/O here."""

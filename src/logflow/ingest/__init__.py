@@ -1,0 +1,1 @@
+"""The single ingest path: decode → validate/normalize → durable queue → processor → store."""
