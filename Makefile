@@ -17,7 +17,7 @@ install: $(STAMP)
 
 ## Start embedded LogFlow with demo logs on http://localhost:8000
 run: $(STAMP)
-	LOGFLOW_HOST=$${LOGFLOW_HOST:-0.0.0.0} $(BIN)/logflow serve --port $(PORT) --demo
+	$(BIN)/logflow serve --port $(PORT) --demo
 
 ## Lint, type-check, then every test: embedded and distributed (starts the real services itself)
 test: $(STAMP)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from logflow import __version__
+from logflow.cli.bench import bench
+from logflow.cli.generate import generate
 from logflow.cli.serve import api, processor, serve
 from logflow.cli.status import status
 
@@ -18,5 +20,5 @@ def cli() -> None:
     """
 
 
-for command in (serve, api, processor, status):
+for command in (serve, api, processor, status, generate, bench):
     cli.add_command(command)

@@ -44,6 +44,8 @@ def _short_string(item: dict[str, Any], key: str) -> str | None | ItemError:
     value = item.get(key)
     if value is None:
         return None
+    if type(value) is str and len(value) <= _NAME_MAX:  # the common case, checked cheaply
+        return value
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return ItemError(422, f"'{key}' must be a string")
     text = str(value)
@@ -84,11 +86,12 @@ def normalize(
         return ItemError(422, f"an event must be a JSON object, not {type(item).__name__}")
 
     message = _first(item, _MESSAGE_KEYS)
-    if message is None:
-        return ItemError(422, "missing 'message'")
-    if isinstance(message, dict | list) or isinstance(message, bool):
-        return ItemError(422, "'message' must be a string")
-    message = str(message)
+    if type(message) is not str:
+        if message is None:
+            return ItemError(422, "missing 'message'")
+        if isinstance(message, dict | list | bool):
+            return ItemError(422, "'message' must be a string")
+        message = str(message)
 
     raw_ts = _first(item, _TIMESTAMP_KEYS)
     if raw_ts is None:

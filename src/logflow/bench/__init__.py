@@ -1,0 +1,1 @@
+"""``logflow bench``: measured ingest, search, metrics, disk and memory figures."""

@@ -1,0 +1,174 @@
+"""The measurements themselves: ingest throughput, query latency percentiles, disk per event."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from logflow.generator import GeneratorConfig, LogGenerator, to_ndjson
+
+DAY_US = 86_400_000_000
+RARE_TERM = "xqzv_divergence"
+RARE_COUNT = 10
+
+
+@dataclass
+class Dataset:
+    """NDJSON request bodies spanning the last 24 hours, generated before any timing starts."""
+
+    bodies: list[bytes]
+    events: int
+    raw_bytes: int
+
+
+def make_dataset(events: int, batch: int, progress: Callable[[int], None]) -> Dataset:
+    now = time.time_ns() // 1000
+    # Start a little after now-24h so that every event is still inside the 24 h metrics window.
+    gen = LogGenerator(GeneratorConfig(seed=42, start_us=now - DAY_US + 60_000_000, rate=events / 86_000))
+    bodies: list[bytes] = []
+    made = 0
+    needle_every = max(1, events // RARE_COUNT)
+    while made < events:
+        n = min(batch, events - made)
+        chunk = gen.batch(n)
+        # A few events carry a token found nowhere else: the "rare term" with a known hit count.
+        for i in range(n):
+            if (made + i) % needle_every == 0 and (made + i) // needle_every < RARE_COUNT:
+                chunk[i]["message"] = f"replica {RARE_TERM} detected on shard {i % 8}"
+        bodies.append(to_ndjson(chunk))
+        made += n
+        progress(n)
+    return Dataset(bodies=bodies, events=events, raw_bytes=sum(len(b) for b in bodies))
+
+
+@dataclass
+class IngestResult:
+    events: int
+    acked_s: float
+    searchable_s: float
+    rejected: int
+    retries: int
+
+    @property
+    def acked_rate(self) -> float:
+        return self.events / self.acked_s
+
+    @property
+    def searchable_rate(self) -> float:
+        return self.events / self.searchable_s
+
+
+def ingest(url: str, data: Dataset, concurrency: int, headers: dict[str, str],
+           progress: Callable[[int], None]) -> IngestResult:
+    """Post every body with ``concurrency`` clients; wait until the pipeline lag is zero."""
+    lock = threading.Lock()
+    next_body = [0]
+    counts = {"rejected": 0, "retries": 0}
+    errors: list[str] = []
+
+    def worker() -> None:
+        with httpx.Client(base_url=url, timeout=120.0) as client:
+            while True:
+                with lock:
+                    index = next_body[0]
+                    next_body[0] += 1
+                if index >= len(data.bodies):
+                    return
+                body = data.bodies[index]
+                while True:
+                    resp = client.post("/api/v1/ingest", content=body,
+                                       headers={"Content-Type": "application/x-ndjson", **headers})
+                    if resp.status_code in (202, 207):
+                        with lock:
+                            counts["rejected"] += resp.json()["rejected"]
+                        progress(body.count(b"\n") + 1)
+                        break
+                    if resp.status_code in (503, 507, 429):
+                        with lock:
+                            counts["retries"] += 1
+                        time.sleep(float(resp.headers.get("Retry-After", "1")))
+                        continue
+                    errors.append(f"HTTP {resp.status_code}: {resp.text[:200]}")
+                    return
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    acked = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(errors[0])
+    with httpx.Client(base_url=url, timeout=30.0) as client:
+        while client.get("/api/v1/pipeline/status").json()["queue"]["total_lag"] > 0:
+            time.sleep(0.05)
+    return IngestResult(data.events, acked, time.perf_counter() - started, counts["rejected"], counts["retries"])
+
+
+@dataclass
+class Latency:
+    name: str
+    samples_ms: list[float] = field(default_factory=list)
+    detail: str = ""
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def p95(self) -> float:
+        ordered = sorted(self.samples_ms)
+        return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+
+def time_requests(client: httpx.Client, name: str, path: str, params: dict[str, Any], repeat: int,
+                  before: Callable[[], None] | None = None) -> Latency:
+    """Wall-clock latency of ``repeat`` GETs as a client sees it (HTTP included)."""
+    result = Latency(name)
+    for _ in range(repeat):
+        if before is not None:
+            before()
+        started = time.perf_counter()
+        resp = client.get(path, params=params)
+        result.samples_ms.append((time.perf_counter() - started) * 1000)
+        resp.raise_for_status()
+        body = resp.json()
+        if "total" in body:
+            result.detail = f"{body['total']}{'+' if body.get('total_relation') == 'gte' else ''} hits"
+    return result
+
+
+def query_suite(url: str, repeat: int) -> list[Latency]:
+    """The query kinds named in the issue: search (4 kinds), metrics uncached and cached."""
+    now = time.time()
+    six_hours_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 6 * 3600))
+    with httpx.Client(base_url=url, timeout=60.0) as client:
+        def uncache() -> None:
+            client.delete("/api/v1/cache/clear")
+
+        results = [
+            time_requests(client, "search: common term", "/api/v1/logs/search", {"query": "request"}, repeat),
+            time_requests(client, "search: rare term", "/api/v1/logs/search", {"query": RARE_TERM}, repeat),
+            time_requests(client, "search: term + level", "/api/v1/logs/search",
+                          {"query": "timeout", "level": "ERROR"}, repeat),
+            time_requests(client, "search: term + service + 6h", "/api/v1/logs/search",
+                          {"query": "completed", "service": "order-service", "start_time": six_hours_ago}, repeat),
+            time_requests(client, "metrics: overview 1h (uncached)", "/api/v1/metrics/overview",
+                          {"time_range": "1h"}, repeat, uncache),
+            time_requests(client, "metrics: overview 24h (uncached)", "/api/v1/metrics/overview",
+                          {"time_range": "24h"}, repeat, uncache),
+            time_requests(client, "metrics: timeseries 1m/24h (uncached)", "/api/v1/metrics/timeseries",
+                          {"interval": "1m", "time_range": "24h"}, repeat, uncache),
+            time_requests(client, "metrics: service 24h (uncached)", "/api/v1/metrics/service/payment-service",
+                          {"time_range": "24h"}, repeat, uncache),
+            time_requests(client, "metrics: overview 24h (cached)", "/api/v1/metrics/overview",
+                          {"time_range": "24h"}, repeat),
+        ]
+    return results

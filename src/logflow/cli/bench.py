@@ -1,0 +1,145 @@
+"""``logflow bench``: run LogFlow as real processes and measure it end to end over HTTP."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import click
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from logflow import __version__
+from logflow.bench.measure import Latency, ingest, make_dataset, query_suite
+from logflow.bench.servers import Deployment, free_port
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=console)
+
+
+def _machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, " \
+           f"Python {platform.python_version()}"
+
+
+def _deploy(shape: str, processors: int, data_dir: Path) -> Deployment:
+    port = free_port()
+    deployment = Deployment(url=f"http://127.0.0.1:{port}")
+    env = {**os.environ, "LOGFLOW_PORT": str(port), "LOGFLOW_DATA_DIR": str(data_dir)}
+    if shape == "embedded":
+        for name in ("LOGFLOW_QUEUE_URL", "LOGFLOW_STORE_URL", "LOGFLOW_DATABASE_URL", "LOGFLOW_CACHE_URL"):
+            env.pop(name, None)
+        deployment.start(["serve"], env, data_dir.parent / "serve.log")
+    else:
+        missing = [n for n in ("LOGFLOW_QUEUE_URL", "LOGFLOW_STORE_URL") if n not in os.environ]
+        if missing:
+            raise click.UsageError(f"--shape distributed needs {', '.join(missing)} (eval \"$(scripts/stack.sh env)\")")
+        unique = uuid.uuid4().hex[:8]
+        env.update({"LOGFLOW_KAFKA_TOPIC": f"bench-{unique}", "LOGFLOW_KAFKA_DEAD_LETTER_TOPIC": f"bench-{unique}-dlq",
+                    "LOGFLOW_STORE_INDEX_PREFIX": f"bench-{unique}", "LOGFLOW_PROCESSOR_GROUP": f"bench-{unique}"})
+        deployment.start(["api"], env, data_dir.parent / "api.log")
+        for i in range(processors):
+            deployment.start(["processor", "--index", str(i)], env, data_dir.parent / f"processor-{i}.log")
+    return deployment
+
+
+@click.command()
+@click.option("--events", type=int, default=1_000_000, show_default=True, help="Events in the dataset (24 h span)")
+@click.option("--batch", type=int, default=5000, show_default=True, help="Events per ingest request")
+@click.option("--concurrency", type=int, default=4, show_default=True, help="Concurrent ingest clients")
+@click.option("--repeat", type=int, default=30, show_default=True, help="Requests per query kind")
+@click.option("--shape", type=click.Choice(["embedded", "distributed"]), default="embedded", show_default=True)
+@click.option("--processors", type=int, default=1, show_default=True, help="Processor processes (distributed)")
+@click.option("--work-dir", type=click.Path(path_type=Path), default=Path(".bench"), show_default=True)
+@click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Append a results section here")
+def bench(events: int, batch: int, concurrency: int, repeat: int, shape: str, processors: int, work_dir: Path,
+          markdown: Path | None) -> None:
+    """Measure ingest (acknowledged and searchable), search and metrics latency, disk and memory."""
+    console = Console(stderr=True)
+    run_dir = work_dir / f"run-{int(time.time())}"
+    data_dir = run_dir / "data"
+    data_dir.mkdir(parents=True)
+    with _progress(console) as progress:
+        task = progress.add_task("generating", total=events)
+        dataset = make_dataset(events, batch, lambda n: progress.advance(task, n))
+    console.print(f"dataset: {events:,} events, {dataset.raw_bytes / 2**20:,.1f} MiB NDJSON "
+                  f"({dataset.raw_bytes / events:.0f} B/event)")
+    deployment = _deploy(shape, processors, data_dir)
+    try:
+        deployment.wait_healthy()
+        with _progress(console) as progress:
+            task = progress.add_task("ingesting", total=events)
+            result = ingest(deployment.url, dataset, concurrency, {}, lambda n: progress.advance(task, n))
+        console.print("running queries ...")
+        latencies = query_suite(deployment.url, repeat)
+        status = httpx.get(f"{deployment.url}/api/v1/pipeline/status", timeout=30).json()
+        rss = deployment.peak_rss()
+    finally:
+        deployment.stop()
+    store = status["store"]
+    disk = int(store["bytes_on_disk"])
+    report = _report(shape, processors, events, batch, concurrency, repeat, dataset.raw_bytes, result, latencies,
+                     disk, int(store["documents"]), rss)
+    console.print(_table(latencies))
+    click.echo(report)
+    if markdown is not None:
+        with markdown.open("a") as fh:
+            fh.write(report + "\n")
+    if shape == "embedded":
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _table(latencies: list[Latency]) -> Table:
+    table = Table("query", "p50 ms", "p95 ms", "result")
+    for lat in latencies:
+        table.add_row(lat.name, f"{lat.p50:.1f}", f"{lat.p95:.1f}", lat.detail)
+    return table
+
+
+def _report(shape: str, processors: int, events: int, batch: int, concurrency: int, repeat: int, raw: int,
+            result: object, latencies: list[Latency], disk: int, documents: int, rss: dict[str, int]) -> str:
+    from logflow.bench.measure import IngestResult
+
+    assert isinstance(result, IngestResult)
+    mib = raw / 2**20
+    command = (f"logflow bench --shape {shape} --events {events} --batch {batch} --concurrency {concurrency} "
+               f"--repeat {repeat}" + (f" --processors {processors}" if shape == "distributed" else ""))
+    lines = [
+        f"### {shape} shape, {events:,} events — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "",
+        f"- Command: `{command}` (LogFlow {__version__})",
+        f"- Machine: {_machine()}",
+        f"- Dataset: {events:,} generated events over 24 h ({raw / events:.0f} B/event NDJSON, {mib:,.1f} MiB)",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| ingest, acknowledged (HTTP 202) | {result.acked_rate:,.0f} events/s, {mib / result.acked_s:,.1f} MiB/s |",
+        f"| ingest, acknowledged → searchable | {result.searchable_rate:,.0f} events/s "
+        f"({result.searchable_s:,.1f} s for all) |",
+        f"| rejected / 503-507 retries | {result.rejected} / {result.retries} |",
+        f"| documents stored | {documents:,} |",
+        f"| disk | {disk / 2**20:,.1f} MiB = {disk / max(documents, 1):.0f} B/event = {disk / raw:.2f} × raw NDJSON |",
+        f"| peak RSS | {', '.join(f'{name.split()[-1]} {v / 2**20:,.0f} MiB' for name, v in rss.items() if v)} |",
+        "",
+        "| query | p50 ms | p95 ms | result |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {lat.name} | {lat.p50:.1f} | {lat.p95:.1f} | {lat.detail} |" for lat in latencies]
+    return "\n".join(lines) + "\n"
