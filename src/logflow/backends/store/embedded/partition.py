@@ -6,19 +6,19 @@ import sqlite3
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-
-import orjson
+from typing import Any
 
 from logflow.domain.events import CORRELATION_FIELDS, LogEvent
 from logflow.domain.levels import Level
 from logflow.domain.query import LogFilter
 from logflow.domain.text import tokenize
 
-from .layout import MINUTE_US, SEQ_MASK, rid_base, ts_of_rid
+from .blocks import BLOCK_EVENTS, BlockCodec, BlockReader, Doc, hash64
+from .layout import DAY_US, MINUTE_US, SEQ_BITS, SEQ_MASK, rid_base, ts_of_rid
 from .sql import SCHEMA, Where, build_where
 
-_ID_CHUNK = 500
-ROW_COLUMNS = "e.rid, e.id, e.level, e.service, e.host, e.message, e.extra"
+_CHUNK = 500
+ROW_COLUMNS = "e.rid, e.level, e.svc, e.blk, e.slot"
 
 
 def connect(path: Path, *, create: bool) -> sqlite3.Connection:
@@ -29,13 +29,17 @@ def connect(path: Path, *, create: bool) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA cache_size=-16000")
     conn.execute("PRAGMA temp_store=MEMORY")
+    # Checkpointed WAL space is reused, but cap what stays on disk after a burst.
+    conn.execute("PRAGMA journal_size_limit=16777216")
     if create:
         conn.executescript(SCHEMA)
     return conn
 
 
-def _extra(event: LogEvent) -> str | None:
-    doc: dict[str, object] = {}
+def _doc(event: LogEvent) -> Doc:
+    doc: Doc = {"i": event.id, "m": event.message}
+    if event.host is not None:
+        doc["h"] = event.host
     for name in CORRELATION_FIELDS:
         value = getattr(event, name)
         if value is not None:
@@ -44,19 +48,43 @@ def _extra(event: LogEvent) -> str | None:
         doc["a"] = event.attributes
     if event.flags:
         doc["f"] = event.flags
-    return orjson.dumps(doc).decode() if doc else None
+    return doc
 
 
-def row_to_event(row: tuple[object, ...], day: int) -> LogEvent:
-    rid, event_id, level, service, host, message, extra = row
-    assert isinstance(rid, int) and isinstance(level, int)
-    doc = orjson.loads(extra) if isinstance(extra, str) else {}
-    return LogEvent(
-        id=str(event_id), timestamp=ts_of_rid(rid, day), level=Level(level), service=str(service),
-        message=str(message), host=host if isinstance(host, str) else None,
-        trace_id=doc.get("trace_id"), span_id=doc.get("span_id"), request_id=doc.get("request_id"),
-        correlation_id=doc.get("correlation_id"), attributes=doc.get("a", {}), flags=doc.get("f", []),
-    )
+class Names:
+    """Service and host names as small per-partition integers (rows and indexes stay small)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._ids: dict[tuple[str, str], int] = {}
+        self._names: dict[int, str] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        for id_, kind, name in self._conn.execute("SELECT id, kind, name FROM names"):
+            self._ids[(kind, name)] = id_
+            self._names[id_] = name
+
+    def id_for(self, kind: str, name: str) -> int:
+        """The id of ``name``, created if new (writer only, inside its transaction)."""
+        key = (kind, name)
+        found = self._ids.get(key)
+        if found is None:
+            cursor = self._conn.execute("INSERT INTO names(kind, name) VALUES (?, ?)", key)
+            found = self._ids[key] = int(cursor.lastrowid or 0)
+            self._names[found] = name
+        return found
+
+    def ids(self, kind: str, names: tuple[str, ...]) -> list[int]:
+        missing = [n for n in names if (kind, n) not in self._ids]
+        if missing:
+            self.reload()  # the writer (another process) may have added names since
+        return [self._ids[(kind, n)] for n in names if (kind, n) in self._ids]
+
+    def name(self, id_: int) -> str:
+        if id_ not in self._names:
+            self.reload()
+        return self._names.get(id_, "")
 
 
 class PartitionWriter:
@@ -65,16 +93,27 @@ class PartitionWriter:
     def __init__(self, path: Path, day: int) -> None:
         self.day = day
         self.conn = connect(path, create=True)
+        self.names = Names(self.conn)
+        self.reader = BlockReader(self.conn)
+        self._codec = BlockCodec()
         top = self.conn.execute("SELECT max(rid) FROM events").fetchone()[0]
         # Everything above this row id is free; only older timestamps need a collision probe.
         self._high_water: int = -1 if top is None else int(top)
+        next_blk = self.conn.execute("SELECT max(blk) FROM blocks").fetchone()[0]
+        self._next_blk = 1 if next_blk is None else int(next_blk) + 1
 
-    def _existing_ids(self, ids: Sequence[str]) -> set[str]:
+    def _existing_ids(self, events: Sequence[LogEvent]) -> set[str]:
+        """Ids already stored: candidates by hash, confirmed against the stored document."""
+        by_hash = {hash64(e.id): e.id for e in events}
+        hashes = list(by_hash)
         found: set[str] = set()
-        for i in range(0, len(ids), _ID_CHUNK):
-            chunk = ids[i : i + _ID_CHUNK]
-            sql = f"SELECT id FROM events WHERE id IN ({','.join('?' * len(chunk))})"
-            found.update(row[0] for row in self.conn.execute(sql, chunk))
+        for i in range(0, len(hashes), _CHUNK):
+            chunk = hashes[i : i + _CHUNK]
+            sql = f"SELECT id_hash, blk, slot FROM events WHERE id_hash IN ({','.join('?' * len(chunk))})"
+            for id_hash, blk, slot in self.conn.execute(sql, chunk):
+                stored_id = self.reader.doc(blk, slot).get("i")
+                if stored_id == by_hash[id_hash]:
+                    found.add(stored_id)
         return found
 
     def _next_free(self, base: int, taken: dict[int, int]) -> int:
@@ -94,29 +133,26 @@ class PartitionWriter:
 
     def write(self, events: Sequence[LogEvent]) -> tuple[int, int]:
         """Insert events not yet stored; returns (stored, duplicates). One transaction."""
-        existing = self._existing_ids([e.id for e in events])
-        rows: list[tuple[object, ...]] = []
-        fts: list[tuple[int, str]] = []
-        rollup: Counter[tuple[int, str, int]] = Counter()
-        taken: dict[int, int] = {}
+        existing = self._existing_ids(events)
+        fresh: list[LogEvent] = []
         seen: set[str] = set()
-        duplicates = 0
         for event in events:
-            if event.id in existing or event.id in seen:
-                duplicates += 1
-                continue
-            seen.add(event.id)
-            rid = self._next_free(rid_base(event.timestamp, self.day), taken)
-            rows.append((rid, event.id, int(event.level), event.service, event.host, event.message, _extra(event)))
-            fts.append((rid, " ".join(tokenize(event.message))))
-            rollup[(event.timestamp // MINUTE_US, event.service, int(event.level))] += 1
-        if not rows:
+            if event.id not in existing and event.id not in seen:
+                seen.add(event.id)
+                fresh.append(event)
+        duplicates = len(events) - len(fresh)
+        if not fresh:
             return 0, duplicates
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?)", rows)
+            rows, fts, blocks = self._rows(fresh)
+            conn.executemany("INSERT INTO blocks VALUES (?, ?)", blocks)
+            conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", rows)
             conn.executemany("INSERT INTO events_fts(rowid, tokens) VALUES (?,?)", fts)
+            rollup: Counter[tuple[int, str, int]] = Counter(
+                (e.timestamp // MINUTE_US, e.service, int(e.level)) for e in fresh
+            )
             conn.executemany(
                 "INSERT INTO rollup VALUES (?,?,?,?) "
                 "ON CONFLICT(minute, service, level) DO UPDATE SET count = count + excluded.count",
@@ -125,60 +161,122 @@ class PartitionWriter:
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
+            self.names = Names(conn)  # drop ids created by the rolled-back transaction
             raise
-        self._high_water = max(self._high_water, max(r[0] for r in rows))  # type: ignore[type-var]
+        self._high_water = max(self._high_water, max(int(r[0]) for r in rows))
         return len(rows), duplicates
+
+    def _rows(self, events: list[LogEvent]) -> tuple[list[tuple[Any, ...]], list[tuple[int, str]], list[Any]]:
+        rows: list[tuple[Any, ...]] = []
+        fts: list[tuple[int, str]] = []
+        blocks: list[tuple[int, bytes]] = []
+        taken: dict[int, int] = {}
+        names = self.names
+        for start in range(0, len(events), BLOCK_EVENTS):
+            chunk = events[start : start + BLOCK_EVENTS]
+            blk = self._next_blk
+            self._next_blk += 1
+            blocks.append((blk, self._codec.encode([_doc(e) for e in chunk])))
+            for slot, event in enumerate(chunk):
+                rid = self._next_free(rid_base(event.timestamp, self.day), taken)
+                host = names.id_for("host", event.host) if event.host is not None else 0
+                rows.append((rid, hash64(event.id), int(event.level), names.id_for("service", event.service), host,
+                             hash64(event.message), blk, slot))
+                fts.append((rid, " ".join(tokenize(event.message))))
+        return rows, fts, blocks
 
     def close(self) -> None:
         self.conn.close()
 
 
-def select_events(
-    conn: sqlite3.Connection, day: int, where: Where, *, limit: int, oldest_first: bool
-) -> list[LogEvent]:
-    order = "ASC" if oldest_first else "DESC"
-    sql = f"SELECT {ROW_COLUMNS} FROM {where.source}{where.sql()} ORDER BY {where.rid_column} {order} LIMIT ?"
-    return [row_to_event(row, day) for row in conn.execute(sql, [*where.params, limit])]
+class PartitionReader:
+    """Read side of one partition: a connection, its block cache and name dictionary."""
 
+    def __init__(self, path: Path, day: int) -> None:
+        self.day = day
+        self.conn = connect(path, create=False)
+        self.conn.execute("PRAGMA query_only=1")
+        self.blocks = BlockReader(self.conn)
+        self.blocks.install()
+        self.names = Names(self.conn)
 
-def count_raw(conn: sqlite3.Connection, where: Where, cap: int | None = None) -> int:
-    if cap is None:
-        sql = f"SELECT count(*) FROM {where.source}{where.sql()}"
-        return int(conn.execute(sql, where.params).fetchone()[0])
-    sql = f"SELECT count(*) FROM (SELECT 1 FROM {where.source}{where.sql()} LIMIT ?)"
-    return int(conn.execute(sql, [*where.params, cap]).fetchone()[0])
+    def where(self, flt: LogFilter, lo: int, hi: int, *, plain_levels_index: bool = True) -> Where | None:
+        return build_where(flt, lo, hi, self.names.ids, plain_levels_index=plain_levels_index)
 
+    def event(self, row: tuple[Any, ...]) -> LogEvent:
+        rid, level, svc, blk, slot = row
+        doc = self.blocks.doc(blk, slot)
+        return LogEvent(
+            id=doc["i"], timestamp=ts_of_rid(rid, self.day), level=Level(level), service=self.names.name(svc),
+            message=doc["m"], host=doc.get("h"), trace_id=doc.get("trace_id"), span_id=doc.get("span_id"),
+            request_id=doc.get("request_id"), correlation_id=doc.get("correlation_id"),
+            attributes=doc.get("a", {}), flags=doc.get("f", []),
+        )
 
-def group_raw(
-    conn: sqlite3.Connection, day: int, flt: LogFilter, lo: int, hi: int, bucket_us: int | None
-) -> list[tuple[int, str, int, int]]:
-    """(bucket start or 0, service, level, count) from the rows themselves."""
-    where = build_where(flt, lo, hi, plain_levels_index=False)
-    if bucket_us is None:
-        sql = f"SELECT 0, e.service, e.level, count(*) FROM {where.source}{where.sql()} GROUP BY 2, 3"
-        return list(conn.execute(sql, where.params))
-    day_us = day * 86_400_000_000
-    bucket = f"(({day_us} + ({where.rid_column} >> 16)) / {bucket_us}) * {bucket_us}"
-    sql = f"SELECT {bucket}, '', e.level, count(*) FROM {where.source}{where.sql()} GROUP BY 1, 3"
-    return list(conn.execute(sql, where.params))
+    def select(self, where: Where, *, limit: int, oldest_first: bool) -> list[LogEvent]:
+        order = "ASC" if oldest_first else "DESC"
+        sql = f"SELECT {ROW_COLUMNS} FROM {where.source}{where.sql()} ORDER BY {where.rid_column} {order} LIMIT ?"
+        return [self.event(row) for row in self.conn.execute(sql, [*where.params, limit])]
 
+    def get(self, event_id: str) -> LogEvent | None:
+        rows = self.conn.execute(f"SELECT {ROW_COLUMNS} FROM events e WHERE e.id_hash = ?", (hash64(event_id),))
+        for row in rows:
+            event = self.event(row)
+            if event.id == event_id:
+                return event
+        return None
 
-def group_rollup(
-    conn: sqlite3.Connection, flt: LogFilter, first_minute: int, last_minute: int, bucket_minutes: int | None
-) -> list[tuple[int, str, int, int]]:
-    """The same grouping from the per-minute rollups, for whole minutes [first, last]."""
-    conditions = ["minute BETWEEN ? AND ?"]
-    params: list[object] = [first_minute, last_minute]
-    if flt.services:
-        conditions.append(f"service IN ({','.join('?' * len(flt.services))})")
-        params += list(flt.services)
-    if flt.levels:
-        conditions.append(f"level IN ({','.join('?' * len(flt.levels))})")
-        params += [int(v) for v in flt.levels]
-    where = " AND ".join(conditions)
-    if bucket_minutes is None:
-        sql = f"SELECT 0, service, level, sum(count) FROM rollup WHERE {where} GROUP BY 2, 3"
-    else:
-        bucket = f"(minute / {bucket_minutes}) * {bucket_minutes * MINUTE_US}"
-        sql = f"SELECT {bucket}, '', level, sum(count) FROM rollup WHERE {where} GROUP BY 1, 3"
-    return list(conn.execute(sql, params))
+    def count(self, where: Where, cap: int | None = None) -> int:
+        if cap is None:
+            sql = f"SELECT count(*) FROM {where.source}{where.sql()}"
+            return int(self.conn.execute(sql, where.params).fetchone()[0])
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM {where.source}{where.sql()} LIMIT ?)"
+        return int(self.conn.execute(sql, [*where.params, cap]).fetchone()[0])
+
+    def group_raw(self, flt: LogFilter, lo: int, hi: int, bucket_us: int | None) -> list[tuple[int, str, int, int]]:
+        """(bucket start or 0, service, level, count) from the rows themselves."""
+        where = self.where(flt, lo, hi, plain_levels_index=False)
+        if where is None:
+            return []
+        if bucket_us is None:
+            sql = f"SELECT 0, e.svc, e.level, count(*) FROM {where.source}{where.sql()} GROUP BY 2, 3"
+            return [(b, self.names.name(s), lv, n) for b, s, lv, n in self.conn.execute(sql, where.params)]
+        day_us = self.day * DAY_US
+        bucket = f"(({day_us} + ({where.rid_column} >> {SEQ_BITS})) / {bucket_us}) * {bucket_us}"
+        sql = f"SELECT {bucket}, '', e.level, count(*) FROM {where.source}{where.sql()} GROUP BY 1, 3"
+        return list(self.conn.execute(sql, where.params))
+
+    def group_rollup(self, flt: LogFilter, first_minute: int, last_minute: int,
+                     bucket_minutes: int | None) -> list[tuple[int, str, int, int]]:
+        """The same grouping from the per-minute rollups, for whole minutes [first, last]."""
+        conditions = ["minute BETWEEN ? AND ?"]
+        params: list[object] = [first_minute, last_minute]
+        if flt.services:
+            conditions.append(f"service IN ({','.join('?' * len(flt.services))})")
+            params += list(flt.services)
+        if flt.levels:
+            conditions.append(f"level IN ({','.join('?' * len(flt.levels))})")
+            params += [int(v) for v in flt.levels]
+        where = " AND ".join(conditions)
+        if bucket_minutes is None:
+            sql = f"SELECT 0, service, level, sum(count) FROM rollup WHERE {where} GROUP BY 2, 3"
+        else:
+            bucket = f"(minute / {bucket_minutes}) * {bucket_minutes * MINUTE_US}"
+            sql = f"SELECT {bucket}, '', level, sum(count) FROM rollup WHERE {where} GROUP BY 1, 3"
+        return list(self.conn.execute(sql, params))
+
+    def top_messages(self, where: Where, limit: int) -> list[tuple[str, str, int, int]]:
+        """(message, service, count, newest µs) of the most frequent messages, from message hashes."""
+        sql = (f"SELECT e.msg_hash, e.svc, count(*), max({where.rid_column}) FROM {where.source}{where.sql()} "
+               "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT ?")
+        out = []
+        for _, svc, n, top in self.conn.execute(sql, [*where.params, limit]).fetchall():
+            row = self.conn.execute(f"SELECT {ROW_COLUMNS} FROM events e WHERE e.rid = ?", (top,)).fetchone()
+            out.append((self.event(row).message, self.names.name(svc), int(n), ts_of_rid(top, self.day)))
+        return out
+
+    def documents(self) -> int:
+        return int(self.conn.execute("SELECT coalesce(sum(count), 0) FROM rollup").fetchone()[0])
+
+    def close(self) -> None:
+        self.conn.close()

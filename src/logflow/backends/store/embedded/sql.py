@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from logflow.domain.levels import Level
@@ -14,16 +15,18 @@ _TOKENCHARS = TOKEN_INNER_CHARS.replace("'", "''")
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS events(
     rid INTEGER PRIMARY KEY,
-    id TEXT NOT NULL,
+    id_hash INTEGER NOT NULL,
     level INTEGER NOT NULL,
-    service TEXT NOT NULL,
-    host TEXT,
-    message TEXT NOT NULL,
-    extra TEXT
+    svc INTEGER NOT NULL,
+    host INTEGER NOT NULL,
+    msg_hash INTEGER NOT NULL,
+    blk INTEGER NOT NULL,
+    slot INTEGER NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS events_id ON events(id);
-CREATE INDEX IF NOT EXISTS events_service_level ON events(service, level);
-CREATE INDEX IF NOT EXISTS events_level ON events(level);
+CREATE INDEX IF NOT EXISTS events_id ON events(id_hash);
+CREATE INDEX IF NOT EXISTS events_svc_level ON events(svc, level);
+CREATE TABLE IF NOT EXISTS blocks(blk INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS names(id INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, UNIQUE(kind, name));
 CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
     tokens, content='', columnsize=0, detail=full, tokenize="ascii tokenchars '{_TOKENCHARS}'"
 );
@@ -56,17 +59,20 @@ class Where:
     conditions: list[str] = field(default_factory=list)
     params: list[object] = field(default_factory=list)
     rid_column: str = "e.rid"
-    needs_events: bool = False
 
     def sql(self) -> str:
         return " WHERE " + " AND ".join(self.conditions) if self.conditions else ""
 
 
-def build_where(flt: LogFilter, lo: int, hi: int, *, plain_levels_index: bool = True) -> Where:
-    """Conditions for ``flt`` within the row-id range [lo, hi] of one partition.
+NameIds = Callable[[str, tuple[str, ...]], list[int]]
+
+
+def build_where(flt: LogFilter, lo: int, hi: int, names: NameIds, *, plain_levels_index: bool = True) -> Where | None:
+    """Conditions for ``flt`` within the row-id range [lo, hi] of one partition; None if nothing can match.
 
     With a text query, FTS5 drives the scan (newest first by row id) and each hit joins its row;
-    CROSS JOIN stops SQLite from choosing the opposite, much slower, nesting.
+    CROSS JOIN stops SQLite from choosing the opposite, much slower, nesting. Service and host
+    names are stored as per-partition ids, resolved through ``names``.
     """
     if flt.text is not None:
         where = Where(source="events_fts f CROSS JOIN events e ON e.rid = f.rowid", rid_column="f.rowid")
@@ -77,26 +83,28 @@ def build_where(flt: LogFilter, lo: int, hi: int, *, plain_levels_index: bool = 
     where.conditions.append(f"{where.rid_column} BETWEEN ? AND ?")
     where.params += [lo, hi]
     if flt.services:
-        where.conditions.append(f"e.service IN ({_placeholders(len(flt.services))})")
-        where.params += list(flt.services)
-        where.needs_events = True
+        ids = names("service", flt.services)
+        if not ids:
+            return None
+        where.conditions.append(f"e.svc IN ({_placeholders(len(ids))})")
+        where.params += ids
     levels = tuple(int(v) for v in flt.levels)
     if levels:
         where.conditions.append(f"e.level IN ({_placeholders(len(levels))})")
         where.params += list(levels)
-        where.needs_events = True
     elif flt.services and plain_levels_index and flt.text is None:
-        # Lets SQLite use the (service, level) index as a few row-id range scans.
+        # Lets SQLite use the (svc, level) index as a few row-id range scans.
         where.conditions.append(f"e.level IN ({_placeholders(len(_ALL_LEVELS))})")
         where.params += list(_ALL_LEVELS)
     if flt.hosts:
-        where.conditions.append(f"e.host IN ({_placeholders(len(flt.hosts))})")
-        where.params += list(flt.hosts)
-        where.needs_events = True
+        ids = names("host", flt.hosts)
+        if not ids:
+            return None
+        where.conditions.append(f"e.host IN ({_placeholders(len(ids))})")
+        where.params += ids
     for key, value in flt.fields:
-        where.conditions.append("CAST(json_extract(e.extra, ?) AS TEXT) = ?")
-        where.params += ['$.a."' + key.replace('"', '""') + '"', value]
-        where.needs_events = True
+        where.conditions.append("lf_attr(e.blk, e.slot, ?) = ?")
+        where.params += [key, value]
     return where
 
 

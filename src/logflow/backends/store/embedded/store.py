@@ -23,18 +23,9 @@ from logflow.domain.events import LogEvent
 from logflow.domain.levels import Level
 from logflow.domain.query import LogFilter, SearchRequest
 
-from .layout import DAY_US, MINUTE_US, SEQ_BITS, day_from_name, day_of, partition_name, rid_bounds, ts_of_rid
-from .partition import (
-    ROW_COLUMNS,
-    PartitionWriter,
-    connect,
-    count_raw,
-    group_raw,
-    group_rollup,
-    row_to_event,
-    select_events,
-)
-from .sql import build_where, is_plain
+from .layout import DAY_US, MINUTE_US, SEQ_BITS, day_from_name, day_of, partition_name, rid_bounds
+from .partition import PartitionReader, PartitionWriter
+from .sql import is_plain
 
 Grouped = Counter[tuple[int, str, int]]
 
@@ -50,32 +41,34 @@ class EmbeddedStore:
         self._writers: dict[int, PartitionWriter] = {}
         self._write_lock = threading.Lock()
         self._local = threading.local()
+        self._all_readers: list[dict[int, PartitionReader]] = []
 
     # -- partitions -----------------------------------------------------------------------
     def _days(self) -> list[int]:
         days = (day_from_name(name) for name in os.listdir(self.directory))
         return sorted(d for d in days if d is not None)
 
-    def _reader(self, day: int) -> sqlite3.Connection:
-        conns: dict[int, sqlite3.Connection] | None = getattr(self._local, "conns", None)
-        if conns is None:
-            conns = self._local.conns = {}
-        conn = conns.get(day)
-        if conn is None:
-            conn = conns[day] = connect(self.directory / partition_name(day), create=False)
-            conn.execute("PRAGMA query_only=1")
-        return conn
+    def _reader(self, day: int) -> PartitionReader:
+        readers: dict[int, PartitionReader] | None = getattr(self._local, "readers", None)
+        if readers is None:
+            readers = self._local.readers = {}
+            with self._write_lock:
+                self._all_readers.append(readers)
+        reader = readers.get(day)
+        if reader is None:
+            reader = readers[day] = PartitionReader(self.directory / partition_name(day), day)
+        return reader
 
-    def _scan(self, flt: LogFilter, newest_first: bool = True) -> Iterator[tuple[int, sqlite3.Connection, int, int]]:
-        """(day, connection, lo rid, hi rid) for every partition overlapping the filter's time range."""
+    def _scan(self, flt: LogFilter, newest_first: bool = True) -> Iterator[tuple[PartitionReader, int, int]]:
+        """(reader, lo rid, hi rid) for every partition overlapping the filter's time range."""
         days = self._days()
-        conns: dict[int, sqlite3.Connection] = getattr(self._local, "conns", {})
-        for gone in set(conns) - set(days):
-            conns.pop(gone).close()
+        readers: dict[int, PartitionReader] = getattr(self._local, "readers", {})
+        for gone in set(readers) - set(days):
+            readers.pop(gone).close()
         for day in reversed(days) if newest_first else days:
             bounds = rid_bounds(day, flt.start_us, flt.end_us)
             if bounds is not None:
-                yield day, self._reader(day), bounds[0], bounds[1]
+                yield self._reader(day), bounds[0], bounds[1]
 
     # -- writes ---------------------------------------------------------------------------
     def write(self, events: Sequence[LogEvent]) -> WriteResult:
@@ -101,28 +94,30 @@ class EmbeddedStore:
         wanted = request.offset + request.limit
         events: list[LogEvent] = []
         total = 0
-        for day, conn, lo, hi in self._scan(request.filter, newest_first=not request.oldest_first):
-            where = build_where(request.filter, lo, hi)
+        for reader, lo, hi in self._scan(request.filter, newest_first=not request.oldest_first):
+            where = reader.where(request.filter, lo, hi)
+            if where is None:
+                continue
             if len(events) < wanted:
-                events += select_events(conn, day, where, limit=wanted - len(events),
-                                        oldest_first=request.oldest_first)
+                events += reader.select(where, limit=wanted - len(events), oldest_first=request.oldest_first)
             if total <= TOTAL_HITS_CAP:
-                total += count_raw(conn, where, cap=TOTAL_HITS_CAP + 1 - total)
+                total += reader.count(where, cap=TOTAL_HITS_CAP + 1 - total)
         exact = total <= TOTAL_HITS_CAP
         return SearchPage(total=min(total, TOTAL_HITS_CAP), total_exact=exact, events=events[request.offset :])
 
     def get(self, event_id: str) -> LogEvent | None:
         for day in reversed(self._days()):
-            row = self._reader(day).execute(f"SELECT {ROW_COLUMNS} FROM events e WHERE e.id = ?", (event_id,)).fetchone()
-            if row is not None:
-                return row_to_event(row, day)
+            event = self._reader(day).get(event_id)
+            if event is not None:
+                return event
         return None
 
     def _grouped(self, flt: LogFilter, bucket_us: int | None) -> Grouped:
         """Counts per (bucket, service, level); rollups for whole minutes, rows for the edges."""
         totals: Grouped = Counter()
         use_rollup = is_plain(flt) and (bucket_us is None or bucket_us % MINUTE_US == 0)
-        for day, conn, lo, hi in self._scan(flt):
+        for reader, lo, hi in self._scan(flt):
+            day = reader.day
             pieces: list[tuple[int, int]] = [(lo, hi)]
             if use_rollup:
                 start = day * DAY_US + (lo >> SEQ_BITS)
@@ -131,7 +126,7 @@ class EmbeddedStore:
                 end_minute = end // MINUTE_US
                 if first_minute < end_minute:
                     minutes = None if bucket_us is None else bucket_us // MINUTE_US
-                    for row in group_rollup(conn, flt, first_minute, end_minute - 1, minutes):
+                    for row in reader.group_rollup(flt, first_minute, end_minute - 1, minutes):
                         totals[(row[0], row[1], row[2])] += row[3]
                     pieces = []
                     base = day * DAY_US
@@ -140,14 +135,18 @@ class EmbeddedStore:
                     if end_minute * MINUTE_US < end:
                         pieces.append(((end_minute * MINUTE_US - base) << SEQ_BITS, hi))
             for piece_lo, piece_hi in pieces:
-                for row in group_raw(conn, day, flt, piece_lo, piece_hi, bucket_us):
+                for row in reader.group_raw(flt, piece_lo, piece_hi, bucket_us):
                     totals[(row[0], row[1], row[2])] += row[3]
         return totals
 
     def count(self, flt: LogFilter) -> int:
         if is_plain(flt):
             return sum(self._grouped(flt, None).values())
-        return sum(count_raw(conn, build_where(flt, lo, hi)) for _, conn, lo, hi in self._scan(flt))
+        total = 0
+        for reader, lo, hi in self._scan(flt):
+            where = reader.where(flt, lo, hi)
+            total += 0 if where is None else reader.count(where)
+        return total
 
     def counts_by_service_level(self, flt: LogFilter) -> list[GroupCount]:
         by_group: Counter[tuple[str, int]] = Counter()
@@ -164,14 +163,15 @@ class EmbeddedStore:
     def top_messages(self, flt: LogFilter, limit: int) -> list[MessageCount]:
         counts: Counter[tuple[str, str]] = Counter()
         last_seen: dict[tuple[str, str], int] = {}
-        for day, conn, lo, hi in self._scan(flt):
-            where = build_where(flt, lo, hi, plain_levels_index=False)
-            sql = (f"SELECT e.message, e.service, count(*), max({where.rid_column}) FROM {where.source}{where.sql()} "
-                   "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT ?")
-            for message, service, n, top in conn.execute(sql, [*where.params, max(limit * 20, 200)]):
+        for reader, lo, hi in self._scan(flt):
+            where = reader.where(flt, lo, hi, plain_levels_index=False)
+            if where is None:
+                continue
+            # Each partition's top list is cut at 20× the limit: exact for the few days a query spans.
+            for message, service, n, newest in reader.top_messages(where, max(limit * 20, 200)):
                 key = (message, service)
                 counts[key] += n
-                last_seen[key] = max(last_seen.get(key, 0), ts_of_rid(top, day))
+                last_seen[key] = max(last_seen.get(key, 0), newest)
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], -last_seen[kv[0]]))[:limit]
         return [MessageCount(m, s, n, last_seen[(m, s)]) for (m, s), n in ranked]
 
@@ -200,7 +200,7 @@ class EmbeddedStore:
         days = self._days()
         try:
             for day in days:
-                documents += int(self._reader(day).execute("SELECT coalesce(sum(count), 0) FROM rollup").fetchone()[0])
+                documents += self._reader(day).documents()
                 for suffix in ("", "-wal"):
                     path = Path(f"{self.directory / partition_name(day)}{suffix}")
                     size += path.stat().st_size if path.exists() else 0
@@ -213,7 +213,7 @@ class EmbeddedStore:
             for writer in self._writers.values():
                 writer.close()
             self._writers.clear()
-        conns: dict[int, sqlite3.Connection] = getattr(self._local, "conns", {})
-        for conn in conns.values():
-            conn.close()
-        conns.clear()
+            for readers in self._all_readers:
+                for reader in readers.values():
+                    reader.close()
+                readers.clear()
