@@ -11,6 +11,7 @@ from logflow.backends.cache.base import Cache
 from logflow.backends.queue.base import EventQueue
 from logflow.backends.store.base import LogStore
 from logflow.db.engine import make_engine
+from logflow.db.migrate import upgrade
 from logflow.ingest.limits import IngestLimits
 from logflow.ingest.pipeline import IngestPipeline
 from logflow.settings import Settings
@@ -70,12 +71,15 @@ class Runtime:
     pipeline: IngestPipeline
 
     @classmethod
-    def build(cls, settings: Settings, *, queue_writer: bool = True) -> Runtime:
+    def build(cls, settings: Settings, *, queue_writer: bool = True, migrate: bool = True) -> Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         queue = build_queue(settings, writer=queue_writer)
         store = build_store(settings)
         cache = build_cache(settings)
         database = make_engine(settings.effective_database_url)
+        if migrate:
+            # Safe when several processes start at once (the migration takes a lock).
+            upgrade(database)
         return cls(
             settings=settings, queue=queue, store=store, cache=cache, database=database,
             pipeline=IngestPipeline(queue, IngestLimits.from_settings(settings)),

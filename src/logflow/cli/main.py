@@ -6,6 +6,7 @@ import click
 
 from logflow import __version__
 from logflow.cli.bench import bench
+from logflow.cli.db import db
 from logflow.cli.generate import generate
 from logflow.cli.serve import api, processor, serve
 from logflow.cli.status import status
@@ -20,5 +21,5 @@ def cli() -> None:
     """
 
 
-for command in (serve, api, processor, status, generate, bench):
+for command in (serve, api, processor, status, generate, bench, db):
     cli.add_command(command)
