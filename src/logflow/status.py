@@ -27,8 +27,23 @@ def processor_reports(runtime: Runtime) -> list[dict[str, Any]]:
     return reports
 
 
-def pipeline_status(runtime: Runtime) -> dict[str, Any]:
-    queue = runtime.queue.stats(runtime.settings.processor_group)
+def pipeline_status(runtime: Runtime, sample_s: float = 0.0) -> dict[str, Any]:
+    """Queue lag, processors, store and ingest counters.
+
+    With ``sample_s`` the queue is read twice that far apart and ``consumed_per_s`` is the rate at
+    which the group's committed offsets advanced: processor throughput as the queue sees it, for
+    any number of processors on any machines (Kafka offsets count records, the embedded queue's
+    count bytes).
+    """
+    group = runtime.settings.processor_group
+    queue = runtime.queue.stats(group)
+    consumed: float | None = None
+    if sample_s > 0:
+        before = sum(p.committed for p in queue.partitions)
+        started = time.monotonic()
+        time.sleep(sample_s)
+        queue = runtime.queue.stats(group)
+        consumed = round((sum(p.committed for p in queue.partitions) - before) / (time.monotonic() - started), 1)
     store = runtime.store.stats()
     return {
         "queue": {
@@ -40,6 +55,8 @@ def pipeline_status(runtime: Runtime) -> dict[str, Any]:
             "total_lag": sum(p.lag for p in queue.partitions),
             "backlog_bytes": queue.backlog_bytes,
             "dead_letters": queue.dead_letters,
+            "consumed_per_s": consumed,
+            "offset_unit": "bytes" if queue.kind == "embedded" else "records",
         },
         "processors": processor_reports(runtime),
         "store": asdict(store),

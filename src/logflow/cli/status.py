@@ -17,12 +17,14 @@ from logflow.status import pipeline_status
 @click.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data directory")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables")
-def status(data_dir: Path | None, as_json: bool) -> None:
+@click.option("--sample", type=float, default=1.0, show_default=True,
+              help="Seconds between two reads of the committed offsets, for the consumption rate (0: skip)")
+def status(data_dir: Path | None, as_json: bool, sample: float) -> None:
     """Queue lag per partition, processor throughput, dead letters, store size and backend health."""
     settings = load(data_dir=data_dir)
     runtime = Runtime.build(settings, queue_writer=False)
     try:
-        report = pipeline_status(runtime)
+        report = pipeline_status(runtime, sample_s=sample)
     finally:
         runtime.close()
     if as_json:
@@ -35,7 +37,8 @@ def status(data_dir: Path | None, as_json: bool) -> None:
     for p in q["partitions"]:
         table.add_row(str(p["partition"]), str(p["committed"]), str(p["end"]), str(p["lag"]))
     console.print(table)
-    console.print(f"total lag {q['total_lag']}  dead letters {q['dead_letters']}")
+    rate = "" if q["consumed_per_s"] is None else f"  consumed {q['consumed_per_s']:,} {q['offset_unit']}/s"
+    console.print(f"total lag {q['total_lag']} {q['offset_unit']}  dead letters {q['dead_letters']}{rate}")
     procs = Table("processor pid", "stored", "duplicates", "dead letters", "events/s", "store errors", "state")
     for p in report["processors"]:
         procs.add_row(str(p["pid"]), str(p["stored"]), str(p["duplicates"]), str(p["dead_letters"]),

@@ -18,6 +18,8 @@ from .layout import DAY_US, MINUTE_US, SEQ_BITS, SEQ_MASK, rid_base, ts_of_rid
 from .sql import SCHEMA, Where, build_where
 
 _CHUNK = 500
+# Bumped whenever the partition layout changes incompatibly; checked on every open.
+STORE_FORMAT = 2
 ROW_COLUMNS = "e.rid, e.level, e.svc, e.blk, e.slot"
 
 
@@ -33,6 +35,15 @@ def connect(path: Path, *, create: bool) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_size_limit=16777216")
     if create:
         conn.executescript(SCHEMA)
+        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+            conn.execute(f"PRAGMA user_version={STORE_FORMAT}")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version != STORE_FORMAT:
+        conn.close()
+        raise sqlite3.DatabaseError(
+            f"{path.name} is in store format {version} but this LogFlow reads format {STORE_FORMAT}; "
+            "it is skipped by searches: move it out of the store directory"
+        )
     return conn
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -28,6 +29,7 @@ from .partition import PartitionReader, PartitionWriter
 from .sql import is_plain
 
 Grouped = Counter[tuple[int, str, int]]
+log = logging.getLogger(__name__)
 
 
 class EmbeddedStore:
@@ -42,6 +44,7 @@ class EmbeddedStore:
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._all_readers: list[dict[int, PartitionReader]] = []
+        self._warned: set[int] = set()
 
     # -- partitions -----------------------------------------------------------------------
     def _days(self) -> list[int]:
@@ -67,8 +70,17 @@ class EmbeddedStore:
             readers.pop(gone).close()
         for day in reversed(days) if newest_first else days:
             bounds = rid_bounds(day, flt.start_us, flt.end_us)
-            if bounds is not None:
-                yield self._reader(day), bounds[0], bounds[1]
+            if bounds is None:
+                continue
+            try:
+                reader = self._reader(day)
+            except sqlite3.DatabaseError as exc:
+                # One unreadable partition must not take every query down; stats() reports it.
+                if day not in self._warned:
+                    self._warned.add(day)
+                    log.error("embedded store: skipping partition: %s", exc)
+                continue
+            yield reader, bounds[0], bounds[1]
 
     # -- writes ---------------------------------------------------------------------------
     def write(self, events: Sequence[LogEvent]) -> WriteResult:
@@ -83,7 +95,7 @@ class EmbeddedStore:
                     writer = self._writers[day] = PartitionWriter(self.directory / partition_name(day), day)
                 try:
                     stored, duplicates = writer.write(batch)
-                except sqlite3.OperationalError as exc:  # disk full, I/O error: retry the batch later
+                except sqlite3.DatabaseError as exc:  # disk full, I/O error, bad file: retry later
                     raise BackendUnavailable(f"embedded store write failed: {exc}") from exc
                 result.stored += stored
                 result.duplicates += duplicates
