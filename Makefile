@@ -17,7 +17,7 @@ install: $(STAMP)
 
 ## Start embedded LogFlow with demo logs on http://localhost:8000
 run: $(STAMP)
-	$(BIN)/logflow serve --port $(PORT) --demo
+	LOGFLOW_INGEST_OPEN=$${LOGFLOW_INGEST_OPEN:-true} $(BIN)/logflow serve --port $(PORT) --demo
 
 ## Lint, type-check, then every test: embedded and distributed (starts the real services itself)
 test: $(STAMP)

@@ -13,14 +13,20 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from logflow.app import create_app
+from logflow.auth import apikeys, sessions
+from logflow.auth.service import AuthService
+from logflow.auth.users import find_user
+from logflow.db.session import session_scope
 from logflow.ingest.processor import Processor
 from logflow.runtime import Runtime
 from logflow.settings import Settings
@@ -80,14 +86,53 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 
 @dataclass
 class LogFlow:
-    """A running LogFlow: the API app under a TestClient plus a processor thread."""
+    """A running LogFlow: the API app under a TestClient plus a processor thread.
+
+    ``client`` sends no credentials (anonymous); ``admin`` is the same app signed in as the
+    default admin; ``ingest`` sends an ``ingest``-scoped API key (``ingest_key``) unless the call
+    passes its own ``headers``. ``token_for``/``client_as`` sign in any user without the login
+    endpoint (so tests do not spend the login rate limit).
+    """
 
     runtime: Runtime
     client: TestClient
     stop: threading.Event
     threads: list[threading.Thread] = field(default_factory=list)
+    admin: TestClient = field(init=False)
+    ingest_key: str = field(init=False, default="")
+    clients: list[TestClient] = field(init=False, default_factory=list)  # closed by stop_logflow
+
+    def __post_init__(self) -> None:
+        self.admin = self.client_as("admin")
+        self.ingest_key = self.api_key("admin", ["ingest"])
+
+    @property
+    def auth(self) -> AuthService:
+        service: AuthService = self.client.app.state.auth  # type: ignore[attr-defined]
+        return service
+
+    def token_for(self, username: str) -> str:
+        """A fresh access token for ``username`` (its own login session)."""
+        with session_scope(self.auth.sessions) as session:
+            user = find_user(session, username)
+            assert user is not None, f"no user {username!r}"
+            return sessions.issue(session, self.auth.codec, user.id).access_token
+
+    def api_key(self, username: str, scopes: list[str]) -> str:
+        """A new API key of ``username`` with ``scopes``."""
+        with session_scope(self.auth.sessions) as session:
+            user = find_user(session, username)
+            assert user is not None, f"no user {username!r}"
+            return apikeys.create_key(session, user, name="test", scopes=scopes)[1]
+
+    def client_as(self, username: str) -> TestClient:
+        """A client of the same app that sends ``username``'s bearer token."""
+        client = TestClient(self.client.app, headers={"Authorization": f"Bearer {self.token_for(username)}"})
+        self.clients.append(client)
+        return client
 
     def ingest(self, payload: Any, **kwargs: Any) -> Any:
+        kwargs["headers"] = {"X-API-Key": self.ingest_key, **(kwargs.get("headers") or {})}
         if isinstance(payload, bytes | str):
             return self.client.post("/api/v1/ingest", content=payload, **kwargs)
         return self.client.post("/api/v1/ingest", json=payload, **kwargs)
@@ -123,8 +168,28 @@ def stop_logflow(flow: LogFlow) -> None:
     flow.stop.set()
     for thread in flow.threads:
         thread.join(timeout=30)
+    for client in flow.clients:
+        client.close()
     flow.client.close()
     flow.runtime.close()
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A PostgreSQL URL whose ``search_path`` is a fresh schema, dropped afterwards (isolated, repeatable)."""
+    from logflow.db.engine import make_engine
+
+    base = require_engine("postgres")
+    schema = f"lf_test_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(base)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        yield f"{base}?options=-csearch_path%3D{schema}"
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        admin.dispose()
 
 
 @pytest.fixture(params=["embedded", pytest.param("distributed", marks=pytest.mark.distributed)])
@@ -141,6 +206,20 @@ def logflow(shape: str, make_settings: Callable[..., Settings]) -> Iterator[LogF
         yield flow
     finally:
         stop_logflow(flow)
+        if shape == "distributed":
+            drop_distributed_resources(flow.runtime.settings, flow.runtime.queue)
+
+
+def drop_distributed_resources(settings: Settings, queue: Any) -> None:
+    """Delete a test's Kafka topics/groups and OpenSearch indices/template (the engines are shared)."""
+    from tests.contracts.kafka_factory import delete_topics
+
+    delete_topics(settings.queue_url, queue)
+    base = settings.store_url.replace("opensearch://", "http://").replace("elasticsearch://", "http://")
+    prefix = settings.store_index_prefix
+    with httpx.Client(base_url=base, timeout=30) as client:
+        client.delete(f"/{prefix}-*", params={"expand_wildcards": "all", "ignore_unavailable": "true"})
+        client.delete(f"/_index_template/{prefix}-template")
 
 
 # -- Loghub: real logs from 12 systems (https://github.com/logpai/loghub) ---------------------------

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from logflow import __version__
-from logflow.api.routes import ingest, logs, metrics, system
+from logflow.api import security
+from logflow.api.routes import admin, alerts, auth, ingest, logs, metrics, system
+from logflow.auth import startup
+from logflow.auth.deps import rate_limit_request
+from logflow.auth.errors import AuthError
+from logflow.auth.service import AuthService
 from logflow.backends.errors import BackendUnavailable, QueueFull, StorageFull
 from logflow.ingest.decode import BodyError
 from logflow.runtime import Runtime
@@ -33,6 +38,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BodyError)
     async def _body(_: Request, exc: BodyError) -> JSONResponse:
         return _error(exc.code, exc.reason)
+
+    @app.exception_handler(AuthError)
+    async def _auth(_: Request, exc: AuthError) -> JSONResponse:
+        response = _error(exc.status, exc.detail, exc.retry_after)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     @app.exception_handler(QueueFull)
     async def _full(_: Request, exc: QueueFull) -> JSONResponse:
@@ -59,10 +71,21 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    """An app serving ``runtime``'s backends; the caller owns the runtime's lifetime."""
-    app = FastAPI(title="LogFlow", version=__version__, description=DESCRIPTION)
+    """An app serving ``runtime``'s backends; the caller owns the runtime's lifetime.
+
+    Runs the start-up security checks first: raises ``StartupRefused`` (production with a weak
+    secret or admin password, CORS ``*`` with credentials) before anything listens.
+    """
+    auth_service = AuthService.for_runtime(runtime)
+    report = startup.prepare(runtime)
+    # Every request is charged to the API rate limit of its principal (or address).
+    app = FastAPI(title="LogFlow", version=__version__, description=DESCRIPTION,
+                  dependencies=[Depends(rate_limit_request)])
     app.state.runtime = runtime
+    app.state.auth = auth_service
+    app.state.startup = report
     install_error_handlers(app)
-    for module in (system, ingest, logs, metrics):
+    for module in (system, auth, admin, ingest, logs, metrics, alerts):
         app.include_router(module.router)
+    security.install(app, runtime.settings)
     return app

@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 QUEUE_SCHEMES = ("embedded", "kafka")
 STORE_SCHEMES = ("embedded", "opensearch", "elasticsearch", "http", "https")
@@ -35,7 +35,9 @@ def _check_scheme(name: str, url: str, allowed: tuple[str, ...]) -> str:
 class Settings(BaseSettings):
     """LogFlow settings. Every field maps to ``LOGFLOW_<NAME>`` (e.g. ``LOGFLOW_QUEUE_URL``)."""
 
-    model_config = SettingsConfigDict(env_prefix="LOGFLOW_", extra="forbid", validate_default=True)
+    # populate_by_name: fields with seed aliases (SECRET_KEY…) are still set by name from files/overrides.
+    model_config = SettingsConfigDict(env_prefix="LOGFLOW_", extra="forbid", validate_default=True,
+                                      populate_by_name=True)
 
     env: Literal["development", "production"] = "development"
     data_dir: Path = Path("./logflow-data")
@@ -75,6 +77,90 @@ class Settings(BaseSettings):
     processor_batch: int = Field(5000, ge=1, le=100_000)
     processor_group: str = "logflow-processors"
 
+    # --- alerting ---
+    # Engine (see docs/alerting.md). The lease is how replicas agree on one evaluating engine;
+    # 0 means "three intervals, at least 10 s".
+    alert_interval_s: float = Field(30.0, gt=0, le=3600)
+    alert_lease_s: float = Field(0.0, ge=0, le=3600)
+    alert_workers: int = Field(8, ge=1, le=64)
+    alert_base_url: str = ""  # prefix for links in notifications, e.g. https://logflow.example.com
+    # Webhook/Slack targets: hosts or CIDRs (comma-separated) exempt from the private-address guard.
+    webhook_allowed_hosts: str = ""
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120)
+    webhook_retries: int = Field(3, ge=0, le=10)
+    webhook_ca_file: str = ""  # extra CA bundle for https webhook/Slack targets (system CAs otherwise)
+    # E-mail: the server is configured here, never in a rule (a rule cannot aim SMTP anywhere).
+    smtp_host: str = ""
+    smtp_port: int = Field(0, ge=0, le=65535)  # 0: 465 with smtp_ssl, else 587 with STARTTLS, else 25
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")  # never shown in logs or reprs
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_from: str = "logflow@localhost"
+    smtp_ca_file: str = ""  # extra CA bundle to verify the SMTP server's certificate
+    smtp_timeout_s: float = Field(10.0, gt=0, le=120)
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _allowed_hosts(cls, v: str) -> str:
+        from logflow.alerting.ssrf import parse_allowlist
+
+        parse_allowlist(v)  # raises ValueError naming the bad entry
+        return v
+
+    @field_validator("smtp_ssl")
+    @classmethod
+    def _smtp_tls(cls, v: bool, info: Any) -> bool:  # pydantic ValidationInfo
+        if v and info.data.get("smtp_starttls"):
+            raise ValueError("choose one of smtp_ssl (implicit TLS) and smtp_starttls, not both")
+        return v
+
+    @property
+    def effective_smtp_port(self) -> int:
+        if self.smtp_port:
+            return self.smtp_port
+        return 465 if self.smtp_ssl else 587 if self.smtp_starttls else 25
+
+    @property
+    def effective_alert_lease_s(self) -> float:
+        return self.alert_lease_s or max(3 * self.alert_interval_s, 10.0)
+    # --- end alerting ---
+
+    # Authentication (docs/security.md). The seed's plain SECRET_KEY/ALGORITHM/ACCESS_TOKEN_EXPIRE_MINUTES
+    # names are accepted too, so its `.env` example works unchanged.
+    secret_key: SecretStr = Field(
+        SecretStr(""), validation_alias=AliasChoices("LOGFLOW_SECRET_KEY", "SECRET_KEY"))
+    # HMAC algorithms only: the server pins one; asymmetric algorithms would need key pairs we don't manage.
+    algorithm: Literal["HS256", "HS384", "HS512"] = Field(
+        "HS256", validation_alias=AliasChoices("LOGFLOW_ALGORITHM", "ALGORITHM"))
+    access_token_expire_minutes: int = Field(
+        30, ge=1, le=24 * 60,
+        validation_alias=AliasChoices("LOGFLOW_ACCESS_TOKEN_EXPIRE_MINUTES", "ACCESS_TOKEN_EXPIRE_MINUTES"))
+    refresh_token_expire_days: int = Field(14, ge=1, le=365)
+    jwt_issuer: str = "logflow"
+    jwt_audience: str = "logflow-api"
+    admin_password: SecretStr | None = None  # the first admin's password instead of the seed's default
+    # None: the shape's default (true in development, false in production); see effective_* below.
+    public_read: bool | None = None
+    allow_registration: bool | None = None
+    ingest_open: bool = False
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_allow_credentials: bool = True
+    # Rate limits (fixed windows in the cache: per process with memory://, shared with redis://). 0 = off.
+    rate_login_per_account: int = Field(10, ge=0)
+    rate_login_per_address: int = Field(50, ge=0)
+    rate_login_window_s: int = Field(300, ge=1)
+    rate_api_per_minute: int = Field(3000, ge=0)
+    rate_ingest_bytes_per_minute: int = Field(512 * 1024 * 1024, ge=0)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, v: Any) -> Any:
+        # "https://a.example, https://b.example" from the environment; a list from TOML.
+        if isinstance(v, str):
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
+
     @field_validator("queue_url")
     @classmethod
     def _queue(cls, v: str) -> str:
@@ -102,6 +188,18 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'metadata.db').resolve()}"
 
     @property
+    def effective_public_read(self) -> bool:
+        """Anonymous log/metric reads: the seed's behaviour in development, off in production."""
+        return self.public_read if self.public_read is not None else self.env != "production"
+
+    @property
+    def effective_allow_registration(self) -> bool:
+        """Self-registration: open in development (the seed's examples), admins create users in production."""
+        if self.allow_registration is not None:
+            return self.allow_registration
+        return self.env != "production"
+
+    @property
     def queue_dir(self) -> Path:
         return self.data_dir / "queue"
 
@@ -120,6 +218,14 @@ def _from_file(path: Path) -> dict[str, Any]:
     return table
 
 
+def _env_names(field: str) -> list[str]:
+    """Environment variables that set ``field``: ``LOGFLOW_<FIELD>`` plus any seed alias."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(choice) for choice in alias.choices]
+    return [f"LOGFLOW_{field.upper()}"]
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from (lowest to highest precedence) a TOML file, the environment, explicit overrides.
 
@@ -133,9 +239,8 @@ def load_settings(**overrides: Any) -> Settings:
         raise SettingsError(f"LOGFLOW_CONFIG={config_path}: file not found")
     if candidate.exists():
         values.update(_from_file(candidate))
-    env_names = {f"LOGFLOW_{name.upper()}" for name in Settings.model_fields}
     for key in list(values):
-        if f"LOGFLOW_{key.upper()}" in os.environ and f"LOGFLOW_{key.upper()}" in env_names:
+        if key in Settings.model_fields and any(name in os.environ for name in _env_names(key)):
             values.pop(key)  # the environment wins over the file
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:

@@ -9,6 +9,8 @@ import pytest
 
 from logflow.backends.queue.base import EventQueue
 from logflow.backends.queue.embedded import EmbeddedQueue
+from tests.conftest import require_engine
+from tests.contracts.kafka_factory import delete_topics, make_kafka_queue
 
 # Builds a fresh, empty queue; ``max_backlog_bytes`` (None: the implementation's default) is the
 # backlog beyond which publish raises QueueFull.
@@ -24,19 +26,24 @@ def _embedded(path: Path, max_backlog_bytes: int | None) -> EventQueue:
     )
 
 
-@pytest.fixture(params=["embedded"])
+@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.distributed)])
 def queue_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[QueueFactory]:
-    """One factory per queue implementation (add Kafka to ``params`` once it exists)."""
+    """One factory per queue implementation: the embedded segment log and real Kafka."""
     made: list[EventQueue] = []
+    url = require_engine("kafka") if request.param == "kafka" else ""
 
     def make(*, max_backlog_bytes: int | None = None) -> EventQueue:
-        if request.param == "embedded":
+        if request.param == "kafka":
+            if max_backlog_bytes is not None:
+                pytest.skip("Kafka has no backlog limit of LogFlow's: the broker's retention bounds it")
+            queue = make_kafka_queue(url)
+        else:
             queue = _embedded(tmp_path / f"queue{len(made)}", max_backlog_bytes)
-        else:  # pragma: no cover - guards a parametrization typo
-            raise ValueError(request.param)
         made.append(queue)
         return queue
 
     yield make
     for queue in made:
         queue.close()
+        if request.param == "kafka":
+            delete_topics(url, queue)

@@ -81,7 +81,7 @@ def test_upgrade_from_empty_to_head(engine: Engine) -> None:
     assert current_revision(engine) is None
     added = {diff[1].name for diff in drift(engine) if diff[0] == "add_table"}
     assert added == TABLES  # the comparison does see differences
-    assert upgrade(engine) == head_revision() == "0001"
+    assert upgrade(engine) == head_revision() == "0002"
     assert current_revision(engine) == head_revision()
     assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
     assert upgrade(engine) == head_revision()  # idempotent

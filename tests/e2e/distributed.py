@@ -20,20 +20,22 @@ def distributed_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """Environment for `logflow api|processor` on the real engines, isolated by unique names."""
     unique = uuid.uuid4().hex[:10]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGFLOW_") or k.startswith("LOGFLOW_TEST_")}
-    env.update({
-        "LOGFLOW_QUEUE_URL": require_engine("kafka"),
-        "LOGFLOW_STORE_URL": require_engine("opensearch"),
-        "LOGFLOW_DATABASE_URL": require_engine("postgres"),
-        "LOGFLOW_CACHE_URL": require_engine("redis"),
-        "LOGFLOW_KAFKA_TOPIC": f"lf-e2e-{unique}",
-        "LOGFLOW_KAFKA_DEAD_LETTER_TOPIC": f"lf-e2e-{unique}-dlq",
-        "LOGFLOW_KAFKA_PARTITIONS": "4",
-        "LOGFLOW_PROCESSOR_GROUP": f"lf-e2e-{unique}",
-        "LOGFLOW_STORE_INDEX_PREFIX": f"lf-e2e-{unique}",
-        "LOGFLOW_DATA_DIR": str(data_dir),
-        "LOGFLOW_INGEST_OPEN": "true",
-        "LOGFLOW_PUBLIC_READ": "true",
-    })
+    env.update(
+        {
+            "LOGFLOW_QUEUE_URL": require_engine("kafka"),
+            "LOGFLOW_STORE_URL": require_engine("opensearch"),
+            "LOGFLOW_DATABASE_URL": require_engine("postgres"),
+            "LOGFLOW_CACHE_URL": require_engine("redis"),
+            "LOGFLOW_KAFKA_TOPIC": f"lf-e2e-{unique}",
+            "LOGFLOW_KAFKA_DEAD_LETTER_TOPIC": f"lf-e2e-{unique}-dlq",
+            "LOGFLOW_KAFKA_PARTITIONS": "4",
+            "LOGFLOW_PROCESSOR_GROUP": f"lf-e2e-{unique}",
+            "LOGFLOW_STORE_INDEX_PREFIX": f"lf-e2e-{unique}",
+            "LOGFLOW_DATA_DIR": str(data_dir),
+            "LOGFLOW_INGEST_OPEN": "true",
+            "LOGFLOW_PUBLIC_READ": "true",
+        }
+    )
     env.update(extra)
     return env
 
@@ -44,8 +46,13 @@ class Proc:
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
         self._fh = log.open("wb")
-        self.popen = subprocess.Popen([sys.executable, "-m", "logflow", *args], env=env, stdout=self._fh,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "logflow", *args],
+            env=env,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def kill9(self) -> None:
         os.killpg(self.popen.pid, signal.SIGKILL)
@@ -73,7 +80,9 @@ class Cluster:
         self.processors = [self.start_processor(i) for i in range(processors)]
 
     def start_processor(self, index: int) -> Proc:
-        return Proc(["processor", "--index", str(index)], self.env, self.tmp / f"processor-{index}-{time.time_ns()}.log")
+        return Proc(
+            ["processor", "--index", str(index)], self.env, self.tmp / f"processor-{index}-{time.time_ns()}.log"
+        )
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -105,9 +114,33 @@ class Cluster:
     def stop(self) -> None:
         for proc in [*self.processors, self.api]:
             proc.stop()
+        drop_resources(self.env)
+
+
+def drop_resources(env: dict[str, str]) -> None:
+    """Delete the cluster's topics, consumer group, indices and template from the shared engines."""
+    from confluent_kafka.admin import AdminClient
+
+    from logflow.backends.queue.kafka.admin import delete_groups, delete_topics
+    from logflow.backends.queue.kafka.config import KafkaOptions, parse_kafka_url
+
+    servers, extra = parse_kafka_url(env["LOGFLOW_QUEUE_URL"])
+    admin = AdminClient(KafkaOptions(servers, extra=extra).admin())
+    delete_groups(admin, [env["LOGFLOW_PROCESSOR_GROUP"]], 30.0)
+    delete_topics(admin, [env["LOGFLOW_KAFKA_TOPIC"], env["LOGFLOW_KAFKA_DEAD_LETTER_TOPIC"]], 30.0)
+    base = env["LOGFLOW_STORE_URL"].replace("opensearch://", "http://")
+    prefix = env["LOGFLOW_STORE_INDEX_PREFIX"]
+    with httpx.Client(base_url=base, timeout=30) as client:
+        client.delete(f"/{prefix}-*", params={"expand_wildcards": "all", "ignore_unavailable": "true"})
+        client.delete(f"/_index_template/{prefix}-template")
 
 
 def stack(action: str, service: str) -> None:
     """Stop or start one shared engine through scripts/stack.sh (fault tests only)."""
-    subprocess.run([str(REPO / "scripts" / "stack.sh"), action, service], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.STDOUT, timeout=300)
+    subprocess.run(
+        [str(REPO / "scripts" / "stack.sh"), action, service],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        timeout=300,
+    )

@@ -30,7 +30,9 @@ class ServeProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "logflow", "serve", "--port", str(port), "--data-dir", str(data_dir),
              *extra],
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})},
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            # These tests are about durability, not auth: ingest open as `make run`'s demo has it.
+            env={**os.environ, "LOGFLOW_INGEST_OPEN": "true", **(env or {})},
         )
 
     def wait_healthy(self, timeout: float = 30.0) -> None:

@@ -19,8 +19,16 @@ def now_iso(offset_s: float = 0) -> str:
 
 
 def test_single_object_is_accepted_durable_and_readable(logflow: LogFlow) -> None:
-    resp = logflow.ingest({"message": "card declined for order 42", "level": "err", "service": "payment-service",
-                           "host": "pay-1", "trace_id": "t-1", "metadata": {"amount": 12.5}})
+    resp = logflow.ingest(
+        {
+            "message": "card declined for order 42",
+            "level": "err",
+            "service": "payment-service",
+            "host": "pay-1",
+            "trace_id": "t-1",
+            "metadata": {"amount": 12.5},
+        }
+    )
     assert resp.status_code == 202, resp.text
     body = resp.json()
     assert body["accepted"] == 1 and body["rejected"] == 0
@@ -123,7 +131,11 @@ def test_loghub_round_trip_with_exact_counts(logflow: LogFlow) -> None:
     assert get("/api/v1/logs/search", params={"query": "PacketResponder"}).json()["total"] == expected
     both = sum(1 for e in linux if "authentication failure" in e["message"])
     assert get("/api/v1/logs/search", params={"query": '"authentication failure"'}).json()["total"] == both
-    rhost = sum(1 for e in linux if "authentication failure" in e["message"] and re.search(r"rhost=218\.188\.2\.4(?![0-9])", e["message"]))
+    rhost = sum(
+        1
+        for e in linux
+        if "authentication failure" in e["message"] and re.search(r"rhost=218\.188\.2\.4(?![0-9])", e["message"])
+    )
     resp = get("/api/v1/logs/search", params={"query": '"authentication failure" 218.188.2.4', "service": "linux"})
     assert resp.json()["total"] == rhost
     hdfs_warn = sum(1 for e in hdfs if e.get("level") == "WARN")

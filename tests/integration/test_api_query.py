@@ -17,14 +17,33 @@ def seed(logflow: LogFlow) -> dict[str, Any]:
     now = time.time_ns() // 1000
     events = []
     for i in range(60):
-        events.append({"timestamp": now - (i + 1) * 30_000_000, "service": "alpha", "level": "INFO",
-                       "message": f"request {i} completed in {i} ms", "metadata": {"route": "/pay" if i % 2 else "/buy"}})
+        events.append(
+            {
+                "timestamp": now - (i + 1) * 30_000_000,
+                "service": "alpha",
+                "level": "INFO",
+                "message": f"request {i} completed in {i} ms",
+                "metadata": {"route": "/pay" if i % 2 else "/buy"},
+            }
+        )
     for i in range(12):
-        events.append({"timestamp": now - (i + 1) * 60_000_000, "service": "beta", "level": "ERROR",
-                       "message": "database timeout after 30000 ms" if i < 8 else f"disk full on node {i}"})
+        events.append(
+            {
+                "timestamp": now - (i + 1) * 60_000_000,
+                "service": "beta",
+                "level": "ERROR",
+                "message": "database timeout after 30000 ms" if i < 8 else f"disk full on node {i}",
+            }
+        )
     for i in range(5):
-        events.append({"timestamp": now - 3 * HOUR_US - i * 1_000_000, "service": "gamma", "level": "WARN",
-                       "message": f"slow response {i}"})
+        events.append(
+            {
+                "timestamp": now - 3 * HOUR_US - i * 1_000_000,
+                "service": "gamma",
+                "level": "WARN",
+                "message": f"slow response {i}",
+            }
+        )
     resp = logflow.ingest(events)
     assert resp.status_code == 202, resp.text[:300]
     logflow.settle()
@@ -55,7 +74,7 @@ def test_search_filters_sort_and_pagination(logflow: LogFlow) -> None:
     posted = logflow.client.post("/api/v1/logs/search", json=body).json()
     assert posted["total"] == 5 and [log["message"] for log in posted["logs"]] == ["slow response 4", "slow response 3"]
     recent = get("/api/v1/logs/recent", params={"limit": 3}).json()
-    assert [log["message"] for log in recent["logs"]][0] == "request 0 completed in 0 ms"
+    assert next(log["message"] for log in recent["logs"]) == "request 0 completed in 0 ms"
 
 
 def test_metrics_have_exact_counts(logflow: LogFlow) -> None:
@@ -93,10 +112,10 @@ def test_metrics_cache_hits_and_clear(logflow: LogFlow) -> None:
     stats = get("/api/v1/cache/stats").json()
     assert set(stats) == {"connected", "used_memory", "connected_clients", "keyspace_hits", "keyspace_misses", "keys"}
     assert stats["connected"] is True and stats["keys"] >= 2 and stats["keyspace_hits"] >= 1
-    cleared = logflow.client.delete("/api/v1/cache/clear", params={"pattern": "metrics:service:*"}).json()
+    cleared = logflow.admin.delete("/api/v1/cache/clear", params={"pattern": "metrics:service:*"}).json()
     assert cleared["deleted"] == 1
     assert get("/api/v1/metrics/overview").headers["X-Cache"] == "HIT"
-    assert logflow.client.delete("/api/v1/cache/clear").json()["deleted"] >= 1
+    assert logflow.admin.delete("/api/v1/cache/clear").json()["deleted"] >= 1
     assert get("/api/v1/metrics/overview").headers["X-Cache"] == "MISS"
 
 

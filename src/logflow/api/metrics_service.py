@@ -58,7 +58,12 @@ def service(store: LogStore, name: str, *, time_range: str, range_s: int, now_us
         "by_level": by_level,
         "error_rate": _error_rate(by_level, total),
         "top_errors": [
-            {"message": m.message, "count": m.count, "service": m.service, "last_seen": format_timestamp(m.last_seen_us)}
+            {
+                "message": m.message,
+                "count": m.count,
+                "service": m.service,
+                "last_seen": format_timestamp(m.last_seen_us),
+            }
             for m in top
         ],
     }
@@ -87,7 +92,13 @@ def system(store: LogStore, *, time_range: str, range_s: int, now_us: int) -> di
 
 
 def timeseries(
-    store: LogStore, *, interval: str, interval_s: int, time_range: str, range_s: int, service_name: str | None,
+    store: LogStore,
+    *,
+    interval: str,
+    interval_s: int,
+    time_range: str,
+    range_s: int,
+    service_name: str | None,
     now_us: int,
 ) -> dict[str, Any]:
     step = interval_s * 1_000_000

@@ -86,7 +86,10 @@ class Deployment:
                     name = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
                 except OSError:
                     continue
-                out[f"{pid} {name.split(' -m ')[-1]}"] = peak_rss_bytes(pid)
+                if "resource_tracker" in name:
+                    continue  # multiprocessing's helper, not LogFlow
+                role = "processor" if "spawn_main" in name else name.split(" -m logflow ")[-1].split()[0]
+                out[f"{pid} {role}"] = peak_rss_bytes(pid)
         return out
 
     def stop(self) -> None:

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from logflow import __version__
-from logflow.bench.measure import Latency, ingest, make_dataset, query_suite
+from logflow.bench.measure import Latency, admin_headers, ingest, make_dataset, query_suite, visibility
 from logflow.bench.servers import Deployment, free_port
 
 
@@ -42,7 +42,8 @@ def _machine() -> str:
 def _deploy(shape: str, processors: int, data_dir: Path) -> Deployment:
     port = free_port()
     deployment = Deployment(url=f"http://127.0.0.1:{port}")
-    env = {**os.environ, "LOGFLOW_PORT": str(port), "LOGFLOW_DATA_DIR": str(data_dir)}
+    # The benchmark's own throwaway servers: open ingest, so it measures the pipeline, not auth.
+    env = {**os.environ, "LOGFLOW_PORT": str(port), "LOGFLOW_DATA_DIR": str(data_dir), "LOGFLOW_INGEST_OPEN": "true"}
     if shape == "embedded":
         for name in ("LOGFLOW_QUEUE_URL", "LOGFLOW_STORE_URL", "LOGFLOW_DATABASE_URL", "LOGFLOW_CACHE_URL"):
             env.pop(name, None)
@@ -88,7 +89,8 @@ def bench(events: int, batch: int, concurrency: int, repeat: int, shape: str, pr
             task = progress.add_task("ingesting", total=events)
             result = ingest(deployment.url, dataset, concurrency, {}, lambda n: progress.advance(task, n))
         console.print("running queries ...")
-        latencies = query_suite(deployment.url, repeat)
+        admin = admin_headers(deployment.url, os.environ.get("LOGFLOW_ADMIN_PASSWORD", "admin123"))
+        latencies = [visibility(deployment.url, repeat, {}), *query_suite(deployment.url, repeat, admin)]
         status = httpx.get(f"{deployment.url}/api/v1/pipeline/status", timeout=30).json()
         rss = deployment.peak_rss()
     finally:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import click
 
 from logflow import __version__
+from logflow.cli.alerting import alerting
 from logflow.cli.bench import bench
 from logflow.cli.db import db
 from logflow.cli.generate import generate
 from logflow.cli.serve import api, processor, serve
 from logflow.cli.status import status
+from logflow.cli.users import api_keys_group, users_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,5 +23,5 @@ def cli() -> None:
     """
 
 
-for command in (serve, api, processor, status, generate, bench, db):
+for command in (serve, api, processor, status, generate, bench, db, users_group, api_keys_group, alerting):
     cli.add_command(command)

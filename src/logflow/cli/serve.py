@@ -6,14 +6,20 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 import uvicorn
+from fastapi import FastAPI
 
+from logflow.alerting import run_engine
 from logflow.app import create_app
+from logflow.auth.errors import StartupRefused
 from logflow.cli.common import load, settings_options, setup_logging
 from logflow.ingest.processor import Processor
 from logflow.runtime import Runtime
@@ -83,9 +89,26 @@ def _demo_loop(runtime: Runtime, stop: threading.Event, rate: float) -> None:
         runtime.pipeline.submit_values(live.batch(max(1, int(rate))))
 
 
-def serve_api(settings: Settings, runtime: Runtime, *, ssl_certfile: str | None, ssl_keyfile: str | None,
+def build_app(runtime: Runtime, *, ssl_certfile: str | None, ssl_keyfile: str | None) -> FastAPI:
+    """The app after the start-up security checks; a refused start exits with status 2 and the reasons."""
+    settings = runtime.settings
+    if bool(ssl_certfile) != bool(ssl_keyfile):
+        runtime.close()
+        raise click.UsageError("--ssl-certfile and --ssl-keyfile go together")
+    try:
+        app = create_app(runtime)
+    except StartupRefused as exc:
+        runtime.close()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    if settings.env == "production" and not ssl_certfile:
+        log.warning("SECURITY: serving plain HTTP in production: pass --ssl-certfile/--ssl-keyfile or put a "
+                    "TLS-terminating proxy in front (tokens and API keys travel in headers)")
+    return app
+
+
+def serve_api(settings: Settings, app: FastAPI, *, ssl_certfile: str | None, ssl_keyfile: str | None,
               access_log: bool) -> None:
-    app = create_app(runtime)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=access_log,
                 ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, timeout_graceful_shutdown=10)
 
@@ -97,7 +120,10 @@ tls_options = [
 ]
 
 
-def with_tls(func):  # type: ignore[no-untyped-def]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_tls(func: F) -> F:
     for option in reversed(tls_options):
         func = option(func)
     return func
@@ -110,19 +136,25 @@ def with_tls(func):  # type: ignore[no-untyped-def]
 @with_tls
 def serve(host: str | None, port: int | None, data_dir: Path | None, demo: bool, demo_rate: float,
           ssl_certfile: str | None, ssl_keyfile: str | None, access_log: bool) -> None:
-    """Run everything in one command: API, processor (a child process) and background jobs."""
+    """Run everything in one command: API, processor (a child process), alerting engine, retention."""
     setup_logging()
     settings = load(host=host, port=port, data_dir=data_dir)
     runtime = Runtime.build(settings)
+    # The security checks run (and may refuse) before the processor child starts.
+    app = build_app(runtime, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     ctx = multiprocessing.get_context("spawn")
     child = ctx.Process(target=_child_processor, args=(settings, os.getpid()), name="logflow-processor", daemon=True)
     child.start()
     stop = threading.Event()
+    # Alert rules are evaluated in this process; a lease keeps it to one evaluator per database.
+    threading.Thread(target=run_engine, args=(runtime, stop), daemon=True, name="alerting").start()
     if demo:
         threading.Thread(target=_demo_loop, args=(runtime, stop, demo_rate), daemon=True, name="demo").start()
-    click.echo(f"LogFlow on http://{settings.host}:{settings.port} (data in {settings.data_dir.resolve()})", err=True)
+    scheme = "https" if ssl_certfile else "http"
+    click.echo(f"LogFlow on {scheme}://{settings.host}:{settings.port} (data in {settings.data_dir.resolve()})",
+               err=True)
     try:
-        serve_api(settings, runtime, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, access_log=access_log)
+        serve_api(settings, app, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, access_log=access_log)
     finally:
         stop.set()
         child.terminate()
@@ -139,8 +171,9 @@ def api(host: str | None, port: int | None, data_dir: Path | None, ssl_certfile:
     setup_logging()
     settings = load(host=host, port=port, data_dir=data_dir)
     runtime = Runtime.build(settings)
+    app = build_app(runtime, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     try:
-        serve_api(settings, runtime, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, access_log=access_log)
+        serve_api(settings, app, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, access_log=access_log)
     finally:
         runtime.close()
 

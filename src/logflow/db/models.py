@@ -25,6 +25,8 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -201,6 +203,13 @@ class TriggeredAlert(Base):
     resolved_at: Mapped[datetime | None]
     notes: Mapped[str | None] = mapped_column(Text)
     last_notified_at: Mapped[datetime | None]
+    # --- alerting (migration *_alerting) ---
+    # Who resolved it by hand (None: the engine, because the condition cleared).
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # The search that shows every counted event: query, services, levels, start_time, end_time.
+    search: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    reminders_sent: Mapped[int] = mapped_column(default=0)
+    # --- end alerting ---
 
     rule: Mapped[AlertRule] = relationship(back_populates="alerts")
     deliveries: Mapped[list[Delivery]] = relationship(
@@ -223,3 +232,66 @@ class Delivery(Base):
     attempted_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
     alert: Mapped[TriggeredAlert] = relationship(back_populates="deliveries")
+
+
+# --- alerting (migration *_alerting) ---------------------------------------------------------
+NOTIFICATION_STATUSES = ("pending", "sending", "sent", "failed", "dead")
+
+
+class AlertNotification(Base):
+    """The outbox: one notification the engine owes a channel, written in the same transaction
+    as the alert change that causes it, so a crash or failover can neither lose nor repeat it.
+
+    Unique per (alert, kind, seq): ``seq`` is 0 for ``firing``/``resolved`` and counts reminders.
+    ``status``: ``pending`` → ``sending`` (claimed until ``claimed_until``) → ``sent``, or
+    ``failed`` (retried at ``next_attempt_at``) and finally ``dead``. ``payload`` is the message
+    snapshot (see ``logflow.alerting.payloads``).
+    """
+
+    __tablename__ = "alert_notifications"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "kind", "seq", name="uq_alert_notifications_alert_kind_seq"),
+        CheckConstraint(f"kind IN {DELIVERY_KINDS!r}", name="kind"),
+        CheckConstraint(f"status IN {NOTIFICATION_STATUSES!r}", name="status"),
+        Index("ix_alert_notifications_status_next", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("triggered_alerts.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    seq: Mapped[int] = mapped_column(default=0)
+    channel: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_until: Mapped[datetime | None]
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertEngineLease(Base):
+    """Leader election for alert engines: the row's holder evaluates; others wait for expiry.
+
+    ``expires_ms`` is on the database's clock (milliseconds since the epoch), so replicas on
+    hosts with skewed clocks still agree. ``epoch`` grows with every change of holder and fences
+    writes: a paused ex-leader's transactions check it and abort.
+    """
+
+    __tablename__ = "alert_engine_lease"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_ms: Mapped[int] = mapped_column(BigInteger)
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# At most one open (active or acknowledged) alert per rule and group, whoever writes: the
+# database refuses a second one even if two engines ever both believed they were the leader.
+_OPEN = text("status <> 'resolved'")
+Index("uq_triggered_alerts_open", TriggeredAlert.rule_id, TriggeredAlert.group_key, unique=True,
+      sqlite_where=_OPEN, postgresql_where=_OPEN)
+# --- end alerting ---

@@ -1,8 +1,11 @@
-"""Password hashing: argon2id when ``argon2-cffi`` is installed, else the standard library's scrypt.
+"""Password hashing: argon2id with OWASP's parameters; older scrypt hashes still verify.
 
-Hashes are self-describing (``$argon2id$...`` or ``scrypt$n$r$p$salt$hash``), so ``verify_password``
-accepts both whatever is installed now; ``needs_rehash`` tells a login to upgrade an old hash.
-The auth work may replace this module; keep the two functions' contracts.
+Hashes are self-describing (``$argon2id$v=19$m=...`` or ``scrypt$n$r$p$salt$hash``).
+``verify_password`` accepts both; ``needs_rehash`` tells a successful login to replace a scrypt
+hash (or an argon2 hash with weaker parameters) with a fresh argon2id one.
+
+``dummy_verify`` burns the same work as a real verification: login calls it for an unknown user
+so the answer time does not reveal whether the account exists.
 """
 
 from __future__ import annotations
@@ -10,69 +13,85 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import importlib
-import secrets
-from typing import Any
+import threading
 
-# scrypt: N=2**15, r=8, p=3 — one of OWASP's equivalent minimums (32 MiB per hash, ~0.15 s here).
-_N, _R, _P, _DKLEN = 2**15, 8, 3, 32
-_MAXMEM = 64 * 1024 * 1024
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+# OWASP Password Storage Cheat Sheet: argon2id, 19 MiB of memory, 2 iterations, 1 lane.
+ARGON2_MEMORY_KIB = 19 * 1024
+ARGON2_TIME_COST = 2
+ARGON2_PARALLELISM = 1
 
-def _argon2() -> Any | None:
-    try:
-        module = importlib.import_module("argon2")
-    except ImportError:
-        return None
-    return module.PasswordHasher()
+_HASHER = PasswordHasher(
+    time_cost=ARGON2_TIME_COST,
+    memory_cost=ARGON2_MEMORY_KIB,
+    parallelism=ARGON2_PARALLELISM,
+    hash_len=32,
+    salt_len=16,
+    type=Type.ID,
+)
+# Legacy scrypt hashes (written before argon2 was a dependency) may use at most this much memory.
+_SCRYPT_MAXMEM = 64 * 1024 * 1024
 
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+_dummy_lock = threading.Lock()
+_dummy_hash: str | None = None
 
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
-    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=dklen, maxmem=_MAXMEM)
-
-
 def hash_password(password: str) -> str:
-    """A salted hash of ``password`` for storage in ``users.password_hash``."""
-    hasher = _argon2()
-    if hasher is not None:
-        return str(hasher.hash(password))
-    salt = secrets.token_bytes(16)
-    digest = _scrypt(password, salt, _N, _R, _P, _DKLEN)
-    return f"scrypt${_N}${_R}${_P}${_b64(salt)}${_b64(digest)}"
+    """A salted argon2id hash of ``password`` for ``users.password_hash``."""
+    return _HASHER.hash(password)
 
 
-def verify_password(password: str, stored: str) -> bool:
-    """Whether ``password`` matches ``stored``; False (never an exception) for malformed hashes."""
-    if stored.startswith("$argon2"):
-        hasher = _argon2()
-        if hasher is None:
-            return False
-        try:
-            return bool(hasher.verify(stored, password))
-        except Exception:  # argon2's VerifyMismatchError / InvalidHashError
-            return False
+def _verify_scrypt(password: str, stored: str) -> bool:
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
         if scheme != "scrypt":
             return False
         expected = _unb64(digest)
-        actual = _scrypt(password, _unb64(salt), int(n), int(r), int(p), len(expected))
+        actual = hashlib.scrypt(
+            password.encode(),
+            salt=_unb64(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+            maxmem=_SCRYPT_MAXMEM,
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
 
 
+def verify_password(password: str, stored: str) -> bool:
+    """Whether ``password`` matches ``stored``; False (never an exception) for malformed hashes."""
+    if stored.startswith("$argon2"):
+        try:
+            return _HASHER.verify(stored, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+    return _verify_scrypt(password, stored)
+
+
 def needs_rehash(stored: str) -> bool:
-    """True when ``stored`` uses weaker parameters or another scheme than ``hash_password`` would."""
-    hasher = _argon2()
-    if hasher is not None:
-        return not stored.startswith("$argon2") or bool(hasher.check_needs_rehash(stored))
-    return not stored.startswith(f"scrypt${_N}${_R}${_P}$")
+    """True when ``stored`` is not argon2id with the current parameters."""
+    if not stored.startswith("$argon2id$"):
+        return True
+    try:
+        return _HASHER.check_needs_rehash(stored)
+    except InvalidHashError:
+        return True
+
+
+def dummy_verify(password: str) -> None:
+    """Verify ``password`` against a fixed hash and discard the answer (constant-time login)."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        with _dummy_lock:
+            if _dummy_hash is None:
+                _dummy_hash = hash_password("logflow-dummy-password-for-timing")
+    verify_password(password, _dummy_hash)

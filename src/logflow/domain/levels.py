@@ -21,23 +21,54 @@ ERROR_LEVELS: frozenset[Level] = frozenset({Level.ERROR, Level.CRITICAL})
 # Lower-cased alias -> canonical level. Covers common logging libraries, syslog keywords and
 # single-letter forms (glog, Android logcat).
 _ALIASES: dict[str, Level] = {
-    "trace": Level.TRACE, "finest": Level.TRACE, "finer": Level.TRACE, "verbose": Level.TRACE, "v": Level.TRACE,
-    "debug": Level.DEBUG, "dbg": Level.DEBUG, "fine": Level.DEBUG, "d": Level.DEBUG,
-    "info": Level.INFO, "information": Level.INFO, "informational": Level.INFO, "notice": Level.INFO,
-    "i": Level.INFO, "config": Level.INFO,
-    "warn": Level.WARN, "warning": Level.WARN, "w": Level.WARN,
-    "error": Level.ERROR, "err": Level.ERROR, "e": Level.ERROR, "severe": Level.ERROR,
-    "critical": Level.CRITICAL, "crit": Level.CRITICAL, "fatal": Level.CRITICAL, "panic": Level.CRITICAL,
-    "emerg": Level.CRITICAL, "emergency": Level.CRITICAL, "alert": Level.CRITICAL, "f": Level.CRITICAL,
+    "trace": Level.TRACE,
+    "finest": Level.TRACE,
+    "finer": Level.TRACE,
+    "verbose": Level.TRACE,
+    "v": Level.TRACE,
+    "debug": Level.DEBUG,
+    "dbg": Level.DEBUG,
+    "fine": Level.DEBUG,
+    "d": Level.DEBUG,
+    "info": Level.INFO,
+    "information": Level.INFO,
+    "informational": Level.INFO,
+    "notice": Level.INFO,
+    "i": Level.INFO,
+    "config": Level.INFO,
+    "warn": Level.WARN,
+    "warning": Level.WARN,
+    "w": Level.WARN,
+    "error": Level.ERROR,
+    "err": Level.ERROR,
+    "e": Level.ERROR,
+    "severe": Level.ERROR,
+    "critical": Level.CRITICAL,
+    "crit": Level.CRITICAL,
+    "fatal": Level.CRITICAL,
+    "panic": Level.CRITICAL,
+    "emerg": Level.CRITICAL,
+    "emergency": Level.CRITICAL,
+    "alert": Level.CRITICAL,
+    "f": Level.CRITICAL,
     "c": Level.CRITICAL,
 }
 
 # Syslog severities (RFC 5424 section 6.2.1): 0 emergency ... 7 debug.
 _SYSLOG: tuple[Level, ...] = (
-    Level.CRITICAL, Level.CRITICAL, Level.CRITICAL, Level.ERROR, Level.WARN, Level.INFO, Level.INFO, Level.DEBUG,
+    Level.CRITICAL,
+    Level.CRITICAL,
+    Level.CRITICAL,
+    Level.ERROR,
+    Level.WARN,
+    Level.INFO,
+    Level.INFO,
+    Level.DEBUG,
 )
 
-ACCEPTED_LEVEL_NAMES = "TRACE, DEBUG, INFO, WARN, ERROR, CRITICAL (any case), their usual aliases, or syslog severity 0-7"
+ACCEPTED_LEVEL_NAMES = (
+    "TRACE, DEBUG, INFO, WARN, ERROR, CRITICAL (any case), their usual aliases, or syslog severity 0-7"
+)
 
 
 def parse_level(raw: object) -> Level | None:

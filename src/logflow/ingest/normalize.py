@@ -40,7 +40,7 @@ def _first(item: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return None
 
 
-def _short_string(item: dict[str, Any], key: str) -> str | None | ItemError:
+def _short_string(item: dict[str, Any], key: str) -> str | ItemError | None:
     value = item.get(key)
     if value is None:
         return None

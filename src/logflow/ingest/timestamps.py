@@ -13,9 +13,9 @@ def _from_epoch(value: float) -> int:
     magnitude = abs(value)
     # Thresholds pick the unit by size: seconds until year 5138, then ms, µs and ns.
     if magnitude < 1e11:
-        return int(round(value * 1_000_000))
+        return round(value * 1_000_000)
     if magnitude < 1e14:
-        return int(round(value * 1_000))
+        return round(value * 1_000)
     if magnitude < 1e17:
         return int(value)
     return int(value // 1_000)

@@ -5,17 +5,19 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from logflow.api.deps import RuntimeDep
 from logflow.api.params import parse_levels, split_multi, time_window
 from logflow.api.routes._json import json_response
 from logflow.api.schemas import LogOut, SearchBody, SearchResponse
+from logflow.auth.deps import require_read
 from logflow.backends.store.base import LogStore
 from logflow.domain.query import LogFilter, SearchRequest, parse_text_query
 
-router = APIRouter(prefix="/api/v1/logs", tags=["logs"])
+# Reads are public only while LOGFLOW_PUBLIC_READ is on (logs are sensitive).
+router = APIRouter(prefix="/api/v1/logs", tags=["logs"], dependencies=[Depends(require_read)])
 
 
 def _fields(values: list[str] | None) -> tuple[tuple[str, str], ...]:

@@ -6,16 +6,18 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from logflow.api import metrics_service
 from logflow.api.deps import RuntimeDep
 from logflow.api.params import MAX_BUCKETS, now_us, parse_duration, parse_interval
 from logflow.api.routes._json import raw_json
+from logflow.auth.deps import require_read
 from logflow.runtime import Runtime
 
-router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
+# Reads are public only while LOGFLOW_PUBLIC_READ is on (logs are sensitive).
+router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"], dependencies=[Depends(require_read)])
 
 # The seed's cache contract: TTL per endpoint in seconds.
 TTL_OVERVIEW = 30

@@ -7,11 +7,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from logflow import __version__
 from logflow.api.deps import RuntimeDep
 from logflow.api.routes._json import json_response
+from logflow.auth.deps import AdminUser, AuthDep, ReadAccess, audit
+from logflow.auth.service import AuthService
 from logflow.db.engine import ping
 from logflow.runtime import Runtime
 from logflow.status import pipeline_status
@@ -28,8 +31,11 @@ def health_report(runtime: Runtime) -> tuple[int, dict[str, Any]]:
     services = {
         "queue": {"kind": queue.kind, "status": "healthy" if queue.healthy else "down", "detail": queue.detail},
         "store": {"kind": store.kind, "status": "healthy" if store.healthy else "down", "detail": store.detail},
-        "database": {"kind": runtime.database.dialect.name, "status": "healthy" if db_error is None else "down",
-                     "detail": db_error or ""},
+        "database": {
+            "kind": runtime.database.dialect.name,
+            "status": "healthy" if db_error is None else "down",
+            "detail": db_error or "",
+        },
         "cache": {"kind": runtime.cache.kind, "status": "healthy" if cache_ok else "degraded"},
     }
     required_ok = queue.healthy and store.healthy and db_error is None
@@ -44,10 +50,23 @@ def health_report(runtime: Runtime) -> tuple[int, dict[str, Any]]:
 
 
 @router.get("/health")
-async def health(runtime: RuntimeDep) -> Response:
-    """``healthy``, ``degraded`` (cache down: answers still come from the store) or ``unhealthy`` (503)."""
+async def health(runtime: RuntimeDep, auth: AuthDep) -> Response:
+    """``healthy``, ``degraded`` (cache down: answers still come from the store) or ``unhealthy`` (503).
+
+    ``warnings`` lists security problems an operator must fix, e.g. the default admin password.
+    """
     code, body = await run_in_threadpool(health_report, runtime)
+    body["warnings"] = await run_in_threadpool(security_warnings, auth)
     return json_response(body, status_code=code)
+
+
+def security_warnings(auth: AuthService) -> list[str]:
+    """What /health flags: admins still on the published default password."""
+    try:
+        names = auth.default_password_accounts()
+    except SQLAlchemyError:  # the database line of the report already says it is down
+        return []
+    return [f"admin account {name!r} uses the default password admin123: change it now" for name in names]
 
 
 @router.get("/")
@@ -69,35 +88,46 @@ async def root(request: Request) -> dict[str, Any]:
 
 
 @router.get("/api/v1/cache/stats", tags=["cache"])
-async def cache_stats(runtime: RuntimeDep) -> dict[str, Any]:
+async def cache_stats(runtime: RuntimeDep, _: ReadAccess) -> dict[str, Any]:
     """The seed's cache statistics (Redis INFO fields, or the in-process cache's own counters)."""
     return asdict(await run_in_threadpool(runtime.cache.stats))
 
 
 @router.delete("/api/v1/cache/clear", tags=["cache"])
 async def cache_clear(
-    runtime: RuntimeDep, pattern: Annotated[str | None, Query(max_length=256, examples=["metrics:*"])] = None
+    runtime: RuntimeDep,
+    admin: AdminUser,
+    request: Request,
+    pattern: Annotated[str | None, Query(max_length=256, examples=["metrics:*"])] = None,
 ) -> dict[str, Any]:
-    """Delete cached answers, all or those matching a glob ``pattern`` such as ``metrics:service:*``."""
+    """Delete cached answers (admin): all, or those matching a glob ``pattern`` like ``metrics:service:*``."""
     deleted = await run_in_threadpool(runtime.cache.clear, pattern)
+    await run_in_threadpool(
+        audit, runtime, admin, "cache_cleared", f"cache:{pattern or '*'}", request, {"deleted": deleted}
+    )
     return {"deleted": deleted, "pattern": pattern or "*"}
 
 
 @router.get("/api/v1/pipeline/status", tags=["pipeline"])
-async def status(runtime: RuntimeDep) -> dict[str, Any]:
+async def status(runtime: RuntimeDep, _: ReadAccess) -> dict[str, Any]:
     """Queue lag per partition, processor throughput, dead letters and store size."""
     return await run_in_threadpool(pipeline_status, runtime)
 
 
 @router.get("/api/v1/pipeline/dead-letters", tags=["pipeline"])
-async def dead_letters(runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+async def dead_letters(
+    runtime: RuntimeDep, _: ReadAccess, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> dict[str, Any]:
     """The newest events the store refused, with the reason (payload shown as stored on the queue)."""
     letters = await run_in_threadpool(runtime.queue.read_dead_letters, limit)
     return {
         "count": len(letters),
         "dead_letters": [
-            {"reason": d.reason, "at": datetime.fromtimestamp(d.at_ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z"),
-             "payload": d.value.decode("utf-8", errors="replace")}
+            {
+                "reason": d.reason,
+                "at": datetime.fromtimestamp(d.at_ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z"),
+                "payload": d.value.decode("utf-8", errors="replace"),
+            }
             for d in letters
         ],
     }

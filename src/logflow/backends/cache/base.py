@@ -35,6 +35,16 @@ class Cache(Protocol):
         """Cache ``value`` under ``key`` for ``ttl_s`` seconds."""
         ...
 
+    def incr_window(self, key: str, window_s: int, amount: int = 1) -> int:
+        """Add ``amount`` to the counter ``key``, which expires ``window_s`` after its first hit.
+
+        The rate limiter's primitive (fixed windows: callers put the window's number in ``key``).
+        Returns the count so far in the window, or 0 when the cache is unreachable, so limits fail
+        open rather than failing requests. Counters are separate from cached values:
+        ``clear`` never resets them.
+        """
+        ...
+
     def clear(self, pattern: str | None) -> int:
         """Delete keys matching a glob pattern (all when None); returns how many."""
         ...

@@ -24,10 +24,14 @@ class MemoryCache:
 
     kind = "memory"
 
-    def __init__(self, max_entries: int = 10_000) -> None:
+    def __init__(self, max_entries: int = 10_000, max_counters: int = 100_000) -> None:
         self._data: dict[str, tuple[float, bytes]] = {}
         self._lock = threading.Lock()
         self._max = max_entries
+        # Rate-limit counters: key -> (expiry, count). Apart from _data so that clearing the cache
+        # (an admin action, or every test's settle()) never resets a limit.
+        self._counters: dict[str, tuple[float, int]] = {}
+        self._max_counters = max_counters
         self._hits = 0
         self._misses = 0
 
@@ -49,6 +53,22 @@ class MemoryCache:
             self._data[key] = (time.monotonic() + ttl_s, value)
             while len(self._data) > self._max:
                 del self._data[next(iter(self._data))]
+
+    def incr_window(self, key: str, window_s: int, amount: int = 1) -> int:
+        """In-process fixed-window counter (the embedded shape has one API process)."""
+        now = time.monotonic()
+        with self._lock:
+            entry = self._counters.get(key)
+            if entry is None or entry[0] <= now:
+                if len(self._counters) >= self._max_counters:
+                    # Drop expired windows; a flood of distinct keys cannot grow memory without bound.
+                    self._counters = {k: v for k, v in self._counters.items() if v[0] > now}
+                    while len(self._counters) >= self._max_counters:
+                        del self._counters[next(iter(self._counters))]
+                entry = (now + max(1, window_s), 0)
+            count = entry[1] + amount
+            self._counters[key] = (entry[0], count)
+            return count
 
     def clear(self, pattern: str | None) -> int:
         with self._lock:
@@ -73,3 +93,4 @@ class MemoryCache:
     def close(self) -> None:
         with self._lock:
             self._data.clear()
+            self._counters.clear()

@@ -156,8 +156,8 @@ class RedisCache:
     def healthy(self) -> bool:
         return self._guard("ping", lambda client: bool(client.ping()), False)
 
-    def incr_window(self, key: str, window_s: int) -> int:
-        """Count one hit in the fixed window ``key`` (expires ``window_s`` after its first hit).
+    def incr_window(self, key: str, window_s: int, amount: int = 1) -> int:
+        """Add ``amount`` hits to the fixed window ``key`` (expires ``window_s`` after its first hit).
 
         Returns the count so far in the window, or 0 when Redis is unreachable (callers fail open).
         """
@@ -165,7 +165,7 @@ class RedisCache:
 
         def call(client: redis.Redis) -> int:
             pipe = client.pipeline(transaction=True)
-            pipe.incr(name)
+            pipe.incrby(name, amount)
             pipe.expire(name, max(1, int(window_s)), nx=True)
             count, _ = pipe.execute()
             return int(count)

@@ -1,0 +1,170 @@
+"""Index layout: daily index names, the index template, and events as documents.
+
+Every event lives in ``{prefix}-YYYY.MM.DD`` (the UTC day of its timestamp), so retention deletes
+whole indices. One composable index template gives every daily index the same explicit mapping;
+``dynamic: strict`` means a document that does not fit is refused instead of growing the mapping.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from logflow.domain.attributes import canonical_text
+from logflow.domain.events import CORRELATION_FIELDS, LogEvent
+from logflow.domain.levels import Level
+
+DAY_US = 86_400 * 1_000_000
+# The search API limits from + size to index.max_result_window; the HTTP API allows offsets up to
+# 10,000 with pages of up to 1,000, so the last reachable page ends at 11,000.
+MAX_RESULT_WINDOW = 11_000
+MESSAGE_RAW_MAX = 2048  # longer messages are not counted by top_messages (keyword ignore_above)
+# Lucene refuses terms over 32,766 bytes; 8,191 characters of UTF-8 always fit.
+ATTR_KV_MAX = 8191
+SCHEMA_VERSION = 1
+
+# Index names must be lower case and free of these (plus no leading -, _ or +).
+_BAD_PREFIX = re.compile(r'[A-Z\\/*?"<>| ,#:]')
+_DAY_SUFFIX = re.compile(r"\d{4}\.\d{2}\.\d{2}")
+
+_KEYWORD: dict[str, Any] = {"type": "keyword"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def check_prefix(prefix: str) -> str:
+    """The prefix if it can start an index name, else ValueError saying why."""
+    if not prefix or _BAD_PREFIX.search(prefix) or prefix[0] in "-_+." or len(prefix) > 200:
+        raise ValueError(
+            f"store_index_prefix {prefix!r} cannot start an index name: use lower-case letters, digits, "
+            "'-', '_' or '.', not starting with '-', '_', '+' or '.'"
+        )
+    return prefix
+
+
+def index_name(prefix: str, day: int) -> str:
+    """``{prefix}-YYYY.MM.DD`` for a day number since the epoch (UTC)."""
+    return f"{prefix}-{datetime.fromtimestamp(day * 86_400, tz=UTC).strftime('%Y.%m.%d')}"
+
+
+def day_of_index(prefix: str, name: str) -> int | None:
+    """The day number of one of our daily indices, or None for any other index."""
+    suffix = name.removeprefix(f"{prefix}-")
+    if suffix == name or not _DAY_SUFFIX.fullmatch(suffix):
+        return None
+    try:
+        parsed = datetime.strptime(suffix, "%Y.%m.%d").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return int(parsed.timestamp()) // 86_400
+
+
+def pattern(prefix: str) -> str:
+    return f"{prefix}-*"
+
+
+def template_name(prefix: str) -> str:
+    return f"{prefix}-template"
+
+
+def index_template(prefix: str, *, shards: int, replicas: int) -> dict[str, Any]:
+    """The composable index template (``PUT _index_template/{prefix}-template``)."""
+    return {
+        "index_patterns": [pattern(prefix)],
+        # Composable templates whose patterns overlap may not share a priority. A longer prefix is
+        # more specific ("logflow-eu-*" inside "logflow-*"), so it wins; above 100 because
+        # Elasticsearch's built-in templates (logs-*-*, metrics-*-*) use 100.
+        "priority": 200 + len(prefix),
+        "template": {
+            "settings": {
+                "index": {
+                    "number_of_shards": shards,
+                    "number_of_replicas": replicas,
+                    "refresh_interval": "1s",
+                    "max_result_window": MAX_RESULT_WINDOW,
+                }
+            },
+            "mappings": {
+                "dynamic": "strict",
+                "_meta": {"managed_by": "logflow", "schema": SCHEMA_VERSION},
+                "properties": {
+                    "id": _KEYWORD,
+                    "timestamp": {"type": "date", "format": "strict_date_optional_time||epoch_millis"},
+                    # Microseconds, exact: sorting, time ranges and round trips use this field.
+                    "ts_us": {"type": "long"},
+                    "level": _KEYWORD,
+                    "level_num": {"type": "byte"},
+                    "service": _KEYWORD,
+                    "host": _KEYWORD,
+                    **{name: _KEYWORD for name in CORRELATION_FIELDS},
+                    "message": {
+                        "type": "text",
+                        "analyzer": "standard",
+                        "norms": False,  # every query is a filter; nothing is scored
+                        "fields": {"raw": {"type": "keyword", "ignore_above": MESSAGE_RAW_MAX}},
+                    },
+                    # Kept in _source only: arbitrary attribute names cannot explode the mapping.
+                    "attributes": {"type": "object", "enabled": False},
+                    "attr_kv": {"type": "keyword", "ignore_above": ATTR_KV_MAX},
+                    "flags": _KEYWORD,
+                },
+            },
+        },
+        "_meta": {"managed_by": "logflow", "schema": SCHEMA_VERSION},
+    }
+
+
+def attr_term(key: str, text: str) -> str:
+    """``key=value`` as indexed in ``attr_kv``.
+
+    ``\\`` and ``=`` in the key are escaped, so the first unescaped ``=`` ends the key and
+    ``{"a=b": "c"}`` can never match the filter ``a:b=c``.
+    """
+    return key.replace("\\", "\\\\").replace("=", "\\=") + "=" + text
+
+
+def _iso_millis(ts_us: int) -> str:
+    # An ISO string, not a number: strict_date_optional_time would read a small epoch number such
+    # as 1000 as the year 1000. Floored to the millisecond (integer arithmetic, no float rounding)
+    # so that date_histogram buckets agree with ts_us.
+    moment = _EPOCH + timedelta(milliseconds=ts_us // 1000)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_document(event: LogEvent) -> dict[str, Any]:
+    """The indexed form of an event; absent optional fields are left out."""
+    doc: dict[str, Any] = {
+        "id": event.id,
+        "timestamp": _iso_millis(event.timestamp),
+        "ts_us": event.timestamp,
+        "level": event.level.name,
+        "level_num": int(event.level),
+        "service": event.service,
+        "message": event.message,
+    }
+    if event.host is not None:
+        doc["host"] = event.host
+    for name in CORRELATION_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            doc[name] = value
+    if event.attributes:
+        doc["attributes"] = event.attributes
+        kv = [attr_term(key, text) for key, value in event.attributes.items()
+              if (text := canonical_text(value)) is not None]
+        if kv:
+            doc["attr_kv"] = kv
+    if event.flags:
+        doc["flags"] = event.flags
+    return doc
+
+
+def from_source(source: dict[str, Any]) -> LogEvent:
+    """The event back from a hit's ``_source``."""
+    return LogEvent(
+        id=source["id"], timestamp=int(source["ts_us"]), level=Level(source["level_num"]),
+        service=source["service"], message=source["message"], host=source.get("host"),
+        trace_id=source.get("trace_id"), span_id=source.get("span_id"), request_id=source.get("request_id"),
+        correlation_id=source.get("correlation_id"), attributes=source.get("attributes") or {},
+        flags=source.get("flags") or [],
+    )

@@ -1,0 +1,381 @@
+"""The Kafka queue against a real broker: ordering, consumer groups, rebalances, dead letters, lag.
+
+The queue contract tests cover what every EventQueue does; these cover what only Kafka has:
+several partitions, several members of one group, and a cluster that is not there.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, TopicPartition, murmur2
+
+from logflow.backends.errors import BackendUnavailable
+from logflow.backends.queue.base import ConsumedBatch, DeadLetter, QueueRecord
+from logflow.backends.queue.kafka import KafkaConsumer, KafkaQueue, parse_kafka_url
+from logflow.backends.queue.kafka.config import AT_MS_HEADER, REASON_HEADER
+from logflow.backends.store.base import WriteResult
+from logflow.backends.store.embedded import EmbeddedStore
+from logflow.domain.events import LogEvent
+from logflow.ingest.limits import IngestLimits
+from logflow.ingest.pipeline import IngestPipeline
+from logflow.ingest.processor import Processor
+from logflow.settings import Settings
+from tests.conftest import loghub_events, require_engine
+from tests.contracts.kafka_factory import delete_topics
+
+distributed = pytest.mark.distributed
+MakeQueue = Callable[..., KafkaQueue]
+
+
+@pytest.fixture
+def kafka_url() -> str:
+    return require_engine("kafka")
+
+
+@pytest.fixture
+def make_queue(kafka_url: str) -> Iterator[MakeQueue]:
+    """Queues on fresh topics (own group prefix too); closed and deleted after the test."""
+    made: list[KafkaQueue] = []
+
+    def make(partitions: int = 4) -> KafkaQueue:
+        servers, extra = parse_kafka_url(kafka_url)
+        unique = f"lf-it-{uuid.uuid4().hex[:12]}"
+        queue = KafkaQueue(servers, topic=unique, dead_letter_topic=f"{unique}-dlq", partitions=partitions,
+                           group_prefix=f"{unique}.", extra_config=extra)
+        made.append(queue)
+        return queue
+
+    yield make
+    for queue in made:
+        queue.close()
+        delete_topics(kafka_url, queue)
+
+
+def numbered(key: bytes, count: int, size: int = 0) -> list[QueueRecord]:
+    return [QueueRecord(key, (b"%s-%06d-" % (key, i)).ljust(size, b"x")) for i in range(count)]
+
+
+def interleaved(keys: int, per_key: int) -> list[QueueRecord]:
+    """``per_key`` numbered records for each of ``keys`` services, interleaved as ingest would."""
+    streams = [numbered(b"svc-%02d" % k, per_key) for k in range(keys)]
+    return [stream[i] for i in range(per_key) for stream in streams]
+
+
+def settle(*consumers: KafkaConsumer, partitions: int, timeout_s: float = 30.0) -> list[list[ConsumedBatch]]:
+    """Poll until the members together own every partition, disjointly; returns (uncommitted)
+    what each member read meanwhile."""
+    read: list[list[ConsumedBatch]] = [[] for _ in consumers]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for index, consumer in enumerate(consumers):
+            batch = consumer.poll(100, 0.1)
+            if batch is not None:
+                read[index].append(batch)
+        owned = [consumer.assignment for consumer in consumers]
+        if all(owned) and sum(map(len, owned)) == partitions and len(frozenset().union(*owned)) == partitions:
+            return read
+    raise AssertionError(f"group did not settle: {[sorted(c.assignment) for c in consumers]}")
+
+
+def consume_all(consumers: list[KafkaConsumer], count: int, *, commit: bool = True,
+                timeout_s: float = 30.0) -> dict[int, list[QueueRecord]]:
+    """Round-robin poll (and commit) until ``count`` records came; returns them per consumer index."""
+    got: dict[int, list[QueueRecord]] = defaultdict(list)
+    deadline = time.monotonic() + timeout_s
+    while sum(map(len, got.values())) < count:
+        assert time.monotonic() < deadline, f"only {sum(map(len, got.values()))} of {count} records arrived"
+        for index, consumer in enumerate(consumers):
+            batch = consumer.poll(1000, 0.1)
+            if batch is not None:
+                got[index] += batch.records
+                if commit:
+                    consumer.commit(batch)
+    return got
+
+
+def in_partitions(records: list[QueueRecord], partitions: frozenset[int], count: int) -> list[QueueRecord]:
+    """The records the producer put in ``partitions`` (it hashes keys like the Java client)."""
+    return [r for r in records if murmur2(r.key, count) in partitions]
+
+
+def by_key(records: list[QueueRecord]) -> dict[bytes, list[bytes]]:
+    grouped: dict[bytes, list[bytes]] = defaultdict(list)
+    for record in records:
+        grouped[record.key].append(record.value)
+    return dict(grouped)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- no broker needed -------------------------------------------------------------------------------
+
+def test_parse_kafka_url() -> None:
+    assert parse_kafka_url("kafka://k1:9092,k2:9093") == ("k1:9092,k2:9093", {})
+    assert parse_kafka_url("kafka://kafka") == ("kafka:9092", {})
+    assert parse_kafka_url("kafka://[::1]:9094") == ("[::1]:9094", {})
+    assert parse_kafka_url("kafka://k:9092?security.protocol=SASL_SSL&sasl.mechanism=PLAIN") == (
+        "k:9092", {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
+    )
+    for bad in ("kafka://", "kafka://k:port", "kafka://k:0", "kafka://k:9092/path", "http://k:9092"):
+        with pytest.raises(ValueError):
+            parse_kafka_url(bad)
+
+
+# -- against the broker -----------------------------------------------------------------------------
+
+@distributed
+def test_per_key_order_survives_many_partitions(make_queue: MakeQueue) -> None:
+    queue = make_queue(partitions=6)
+    published = interleaved(keys=24, per_key=250)
+    for start in range(0, len(published), 1000):
+        queue.publish(published[start : start + 1000])
+    stats = queue.stats("g")
+    assert len(stats.partitions) == 6
+    assert sum(1 for p in stats.partitions if p.end > 0) >= 3, "keys should spread over the partitions"
+    received = consume_all([queue.consumer("g")], len(published))[0]
+    assert by_key(received) == by_key(published)
+    assert Counter(received) == Counter(published)
+
+
+@distributed
+def test_two_members_split_the_partitions_and_get_each_record_once(make_queue: MakeQueue) -> None:
+    queue = make_queue(partitions=4)
+    members = [queue.consumer("g"), queue.consumer("g")]
+    assert settle(*members, partitions=4) == [[], []]  # nothing published yet
+    assert not members[0].assignment & members[1].assignment
+    published = interleaved(keys=40, per_key=100)
+    queue.publish(published)
+    got = consume_all(members, len(published))
+    assert got[0] and got[1], "both members should get a share"
+    assert Counter(got[0] + got[1]) == Counter(published)  # every record exactly once
+    for index, member in enumerate(members):  # each got exactly its own partitions' records
+        assert Counter(got[index]) == Counter(in_partitions(published, member.assignment, 4))
+    for member in members:
+        assert member.poll(100, 0.3) is None
+    assert sum(p.lag for p in queue.stats("g").partitions) == 0
+
+
+@distributed
+def test_a_closed_members_uncommitted_records_go_to_the_other(make_queue: MakeQueue) -> None:
+    queue = make_queue(partitions=4)
+    quitter, survivor = queue.consumer("g"), queue.consumer("g")
+    assert settle(quitter, survivor, partitions=4) == [[], []]
+    published = interleaved(keys=40, per_key=50)
+    queue.publish(published)
+    taken = consume_all([quitter], 1, commit=False)[0]  # read, never committed
+    assert taken
+    quitter.close()  # leaves the group: its partitions move to the survivor
+    received = consume_all([survivor], len(published))[0]
+    assert Counter(received) == Counter(published)  # including everything the quitter had read
+    assert survivor.assignment == frozenset(range(4))
+
+
+@distributed
+def test_a_batch_from_revoked_partitions_is_not_committed(make_queue: MakeQueue) -> None:
+    queue = make_queue(partitions=4)
+    published = interleaved(keys=40, per_key=50)
+    queue.publish(published)
+    first = queue.consumer("g")
+    batches: list[ConsumedBatch] = []
+    while sum(len(b.records) for b in batches) < len(published):
+        batch = first.poll(len(published), 1.0)
+        if batch is not None:
+            batches.append(batch)
+    second = queue.consumer("g")
+    # Cooperative rebalance: `first` hands some partitions over; `second` may already read them.
+    early = settle(first, second, partitions=4)
+    assert early[0] == []  # `first` had read everything it kept
+    for batch in batches:
+        first.commit(batch)  # read before the rebalance: only still-owned partitions may be committed
+    committed = {p.partition: (p.committed, p.end) for p in queue.stats("g").partitions}
+    for partition in second.assignment:
+        assert committed[partition][0] == 0, f"partition {partition} was committed after its revocation"
+    for partition in first.assignment:
+        assert committed[partition][0] == committed[partition][1]
+    # The handed-over partitions' records all go to their new owner, none lost to the stale commit.
+    for batch in early[1]:
+        second.commit(batch)
+    expected = in_partitions(published, second.assignment, 4)
+    read_early = [record for batch in early[1] for record in batch.records]
+    rest = consume_all([second], len(expected) - len(read_early))[0]
+    assert Counter(read_early + rest) == Counter(expected)
+    assert first.poll(100, 0.3) is None and second.poll(100, 0.3) is None
+    assert sum(p.lag for p in queue.stats("g").partitions) == 0
+
+
+@distributed
+def test_dead_letters_carry_their_reason_and_come_back_newest_first(
+    make_queue: MakeQueue, kafka_url: str
+) -> None:
+    queue = make_queue(partitions=3)
+    letters = [DeadLetter(value=b'{"n": %d}' % i, reason=f"mapping error #{i} ✗", at_ms=1_700_000_000_000 + i)
+               for i in range(7)]
+    for start in range(0, 7, 2):  # several calls, so letters may land on several partitions
+        queue.dead_letter(letters[start : start + 2])
+    assert queue.read_dead_letters(100) == letters[::-1]
+    assert queue.read_dead_letters(3) == letters[::-1][:3]
+    assert queue.stats("g").dead_letters == 7
+    # On the wire: the payload as value, the reason and time as headers.
+    servers, extra = parse_kafka_url(kafka_url)
+    raw = Consumer({"bootstrap.servers": servers, "group.id": "lf-it-raw", "enable.auto.commit": False,
+                    "enable.partition.eof": True, **extra})
+    try:
+        raw.assign([TopicPartition(queue.dead_letter_topic, p, 0) for p in range(3)])
+        headers: dict[bytes, dict[str, bytes]] = {}
+        deadline = time.monotonic() + 10
+        while len(headers) < 7 and time.monotonic() < deadline:
+            for message in raw.consume(100, 0.2):
+                value = message.value()
+                found = message.headers() or []
+                pairs = found.items() if isinstance(found, dict) else found
+                if message.error() is None and value is not None:
+                    headers[value] = {k: v for k, v in pairs if isinstance(v, bytes)}
+    finally:
+        raw.close()
+    assert headers[b'{"n": 3}'] == {REASON_HEADER: "mapping error #3 ✗".encode(),
+                                    AT_MS_HEADER: b"1700000000003"}
+
+
+@distributed
+def test_lag_counts_unconsumed_records_and_drops_after_commit(make_queue: MakeQueue) -> None:
+    queue = make_queue(partitions=3)
+    published = interleaved(keys=9, per_key=30)
+    queue.publish(published)
+    assert sum(p.lag for p in queue.stats("g").partitions) == len(published)  # group never committed
+    consumer = queue.consumer("g")
+    first = consumer.poll(100, 5.0)
+    assert first is not None
+    rest = consume_all([consumer], len(published) - len(first.records), commit=False)[0]
+    assert len(rest) + len(first.records) == len(published)
+    assert sum(p.lag for p in queue.stats("g").partitions) == len(published)  # read is not done
+    consumer.commit(first)
+    assert sum(p.lag for p in queue.stats("g").partitions) == len(published) - len(first.records)
+    consumer.rewind()
+    again = consume_all([consumer], len(rest))[0]  # rewound to the commit, then committed batch by batch
+    assert Counter(again) == Counter(rest)
+    stats = queue.stats("g")
+    assert stats.healthy and stats.kind == "kafka"
+    assert all(p.lag == 0 and p.committed == p.end for p in stats.partitions)
+
+
+class FlakyStore(EmbeddedStore):
+    """An embedded store whose first ``failures`` writes fail as if the store were down."""
+
+    def __init__(self, directory: Path, failures: int) -> None:
+        super().__init__(directory)
+        self.failures = failures
+
+    def write(self, events: Sequence[LogEvent]) -> WriteResult:
+        if self.failures:
+            self.failures -= 1
+            raise BackendUnavailable("store down (test)")
+        return super().write(events)
+
+
+@distributed
+def test_processors_store_every_event_once_through_a_store_outage(
+    make_queue: MakeQueue, tmp_path: Path
+) -> None:
+    queue = make_queue(partitions=4)
+    store = FlakyStore(tmp_path / "store", failures=2)
+    systems = ("Apache", "HDFS", "Linux", "Spark")
+    outcome = IngestPipeline(queue, IngestLimits()).submit_values(
+        [event for system in systems for event in loghub_events(system, limit=500)]
+    )
+    assert outcome.accepted == 2000
+    stop = threading.Event()
+    processors = [Processor(queue, store, group="processors", batch_size=300) for _ in range(2)]
+    threads = [threading.Thread(target=p.run, args=(stop,)) for p in processors]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while sum(p.lag for p in queue.stats("processors").partitions) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        store.close()
+    assert sum(p.lag for p in queue.stats("processors").partitions) == 0
+    # The failed batches were rewound and stored later: nothing lost, nothing stored twice. (A
+    # batch in flight while the second processor joined may be replayed by the partition's new
+    # owner; the store counts such replays as duplicates instead of storing them again.)
+    assert sum(p.counters.store_errors for p in processors) == 2
+    assert sum(p.counters.stored for p in processors) == 2000
+
+
+@distributed
+def test_publish_recovers_from_a_fatal_producer_error(make_queue: MakeQueue) -> None:
+    queue = make_queue(partitions=1)
+    queue.publish([QueueRecord(b"k", b"before")])
+    # A real broker cannot be made to fence an idempotent producer on demand: report the fatal
+    # error the way librdkafka would, through the producer's error callback.
+    producer = queue._producer
+    producer._on_error(KafkaError(KafkaError._FATAL, "simulated fatal idempotence error", fatal=True))
+    stats = queue.stats("g")
+    assert not stats.healthy and "simulated" in stats.detail
+    queue.publish([QueueRecord(b"k", b"after")])  # on a new producer
+    assert not producer.fatal_error
+    received = consume_all([queue.consumer("g")], 2)[0]
+    assert [r.value for r in received] == [b"before", b"after"]
+
+
+@distributed
+def test_topics_are_created_from_settings(kafka_url: str, make_settings: Callable[..., Settings]) -> None:
+    unique = f"lf-it-{uuid.uuid4().hex[:12]}"
+    settings = make_settings(queue_url=kafka_url, kafka_topic=unique, kafka_dead_letter_topic=f"{unique}-dlq",
+                             kafka_partitions=5, processor_group=unique)
+    queue = KafkaQueue.from_settings(settings)
+    try:
+        stats = queue.stats(settings.processor_group)
+        assert stats.healthy, stats.detail
+        assert [p.partition for p in stats.partitions] == [0, 1, 2, 3, 4]
+        queue.publish([QueueRecord(b"svc", b"one")])
+        assert sum(p.end for p in queue.stats("g").partitions) == 1
+    finally:
+        queue.close()
+        delete_topics(kafka_url, queue)
+
+
+@distributed
+def test_a_dead_cluster_fails_publish_and_reports_unhealthy() -> None:
+    # Needs no broker: it talks to a port nobody listens on. The timeouts are shortened for
+    # speed; the assertions are about failing (not hanging), not about the exact times.
+    dead = f"127.0.0.1:{free_port()}"
+    # Topics already there (create_topics=False): the failure comes from the producer's delivery
+    # timeout, as when the cluster dies after start-up.
+    queue = KafkaQueue(dead, topic="lf-it-nowhere", dead_letter_topic="lf-it-nowhere-dlq",
+                       create_topics=False, delivery_timeout_s=2.0, admin_timeout_s=1.0)
+    try:
+        with pytest.raises(BackendUnavailable, match="lf-it-nowhere"):
+            queue.publish([QueueRecord(b"svc", b"lost")] * 3)
+        with pytest.raises(BackendUnavailable):
+            queue.dead_letter([DeadLetter(b"x", "r", 1)])
+        stats = queue.stats("g")
+        assert not stats.healthy and dead in stats.detail
+        with pytest.raises(BackendUnavailable):
+            queue.read_dead_letters(10)
+    finally:
+        queue.close()
+    # Starting against a dead cluster works (status must keep working); publish then fails on
+    # the topic check.
+    queue = KafkaQueue(dead, topic="lf-it-nowhere", dead_letter_topic="lf-it-nowhere-dlq",
+                       admin_timeout_s=1.0)
+    try:
+        with pytest.raises(BackendUnavailable, match="unreachable"):
+            queue.publish([QueueRecord(b"svc", b"lost")])
+    finally:
+        queue.close()
