@@ -202,6 +202,7 @@ def logflow(shape: str, make_settings: Callable[..., Settings]) -> Iterator[LogF
     """LogFlow in the requested shape; the same tests run against both."""
     overrides = distributed_overrides() if shape == "distributed" else {}
     flow = start_logflow(make_settings(**overrides))
+    flow.runtime.cache.clear(None)  # Redis is shared: start from an empty cache like the embedded shape
     try:
         yield flow
     finally:

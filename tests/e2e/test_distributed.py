@@ -33,8 +33,11 @@ class Ingestor:
     def send(self, n: int, client: httpx.Client) -> int:
         seqs = list(range(self.next, self.next + n))
         self.next += n
-        body = b"\n".join(orjson.dumps({"service": self.service, "message": f"probe seq={s}", "metadata": {"seq": s}})
-                          for s in seqs)
+        # Eight services: Kafka keys by service, so the events spread over the partitions.
+        body = b"\n".join(
+            orjson.dumps({"service": f"{self.service}-{s % 8}", "message": f"probe seq={s}", "metadata": {"seq": s}})
+            for s in seqs
+        )
         try:
             resp = client.post("/api/v1/ingest", content=body, headers={"Content-Type": "application/x-ndjson"})
         except httpx.HTTPError:
@@ -57,7 +60,8 @@ def stored_seqs(url: str, service: str) -> Counter[int]:
     with httpx.Client(base_url=url, timeout=60) as client:
         offset = 0
         while True:
-            page = client.get("/api/v1/logs/search", params={"service": service, "limit": 1000, "offset": offset,
+            services = ",".join(f"{service}-{i}" for i in range(8))
+            page = client.get("/api/v1/logs/search", params={"service": services, "limit": 1000, "offset": offset,
                                                               "sort": "asc"}).json()
             seqs.update(log["metadata"]["seq"] for log in page["logs"])
             offset += len(page["logs"])
@@ -66,6 +70,15 @@ def stored_seqs(url: str, service: str) -> Counter[int]:
 
 
 def assert_exactly_once(url: str, ingestor: Ingestor) -> None:
+    services = ",".join(f"{ingestor.service}-{i}" for i in range(8))
+    # OpenSearch is near-real-time: what the processor just wrote is searchable after a refresh
+    # (1 s by default), so wait until the total has caught up before paging through everything.
+    deadline = time.monotonic() + 15
+    while True:
+        total = httpx.get(f"{url}/api/v1/logs/search", params={"service": services, "limit": 1}, timeout=30).json()
+        if total["total"] >= len(ingestor.acked) or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
     stored = stored_seqs(url, ingestor.service)
     missing = ingestor.acked - set(stored)
     assert not missing, f"{len(missing)} acknowledged events missing, e.g. {sorted(missing)[:5]}"
@@ -79,15 +92,20 @@ def test_two_processors_share_partitions_and_survive_kill_minus_nine(tmp_path: P
         cluster.wait_healthy()
         ingestor = Ingestor(cluster.url, "scaleout")
         stop = threading.Event()
-        worker = threading.Thread(target=ingestor.run, args=(stop,), kwargs={"limit": 6000})
+        worker = threading.Thread(target=ingestor.run, args=(stop,), kwargs={"limit": 9000, "batch": 100, "pause": 0.1})
         worker.start()
-        time.sleep(4.0)
-        cluster.processors[0].kill9()  # mid-stream: its partitions must move to the survivor
+        # Both members must own partitions and have stored some events before one dies mid-stream.
+        deadline = time.monotonic() + 60
+        while True:
+            reports = cluster.status()["processors"]
+            if len(reports) == 2 and all(r["stored"] > 0 for r in reports):  # type: ignore[index, union-attr]
+                break
+            assert time.monotonic() < deadline and worker.is_alive(), f"processors did not share work: {reports}"
+            time.sleep(0.2)
+        cluster.processors[0].kill9()  # its partitions must move to the survivor
         worker.join(timeout=120)
-        assert len(ingestor.acked) == 6000, ingestor.refused
+        assert len(ingestor.acked) == 9000, ingestor.refused
         cluster.wait_drained()
-        reports = {r["pid"]: r for r in cluster.status()["processors"]}  # type: ignore[union-attr]
-        assert len(reports) == 2 and all(r["stored"] > 0 for r in reports.values()), reports
         assert_exactly_once(cluster.url, ingestor)
     finally:
         cluster.stop()

@@ -97,8 +97,8 @@ async def create_rule(body: RuleSpec, principal: CurrentUser, runtime: RuntimeDe
 @router.get("/rules", responses=ERRORS)
 async def list_rules(
     principal: ReadAccess, runtime: RuntimeDep,
-    is_active: bool | None = None, owner_id: Annotated[int | None, Query(ge=1)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Annotated[int, Query(ge=0)] = 0,
+    is_active: bool | None = None, owner_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
     """Rules, oldest first: ``{"rules": [...], "total", "limit", "offset"}``."""
     rows, total = await run_in_threadpool(
@@ -196,11 +196,11 @@ def _moment(value: str | None, name: str) -> datetime | None:
 async def list_triggered(
     _: ReadAccess, runtime: RuntimeDep,
     status: Literal["active", "acknowledged", "resolved", "open"] | None = None,
-    rule_id: Annotated[int | None, Query(ge=1)] = None,
+    rule_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     group: Annotated[str | None, Query(max_length=255)] = None,
     start_time: Annotated[str | None, Query(description="triggered at or after (ISO 8601 or epoch)")] = None,
     end_time: Annotated[str | None, Query(description="triggered before (ISO 8601 or epoch)")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
     """Triggered alerts, newest first; ``status=open`` means active or acknowledged."""
     start, end = _moment(start_time, "start_time"), _moment(end_time, "end_time")

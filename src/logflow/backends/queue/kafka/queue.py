@@ -6,6 +6,7 @@ import heapq
 import itertools
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -73,6 +74,7 @@ class KafkaQueue:
             bootstrap_servers=bootstrap_servers, client_id=client_id, delivery_timeout_s=delivery_timeout_s,
             admin_timeout_s=admin_timeout_s, extra=dict(extra_config or {}),
         )
+        self._admin_renewed = 0.0
         try:
             self._admin = AdminClient(self._options.admin())
         except KafkaException as exc:
@@ -175,6 +177,21 @@ class KafkaQueue:
                                    key=lambda item: item[0], reverse=True)
         return [letter for _, letter in itertools.islice(newest_first, limit)]
 
+    def _renew_admin(self) -> None:
+        """Replace the admin client after a failure.
+
+        Seen with librdkafka 2.x: after a broker restart, an existing AdminClient kept timing out on
+        ``list_consumer_group_offsets`` indefinitely while fresh clients (and the consumers) worked.
+        """
+        now = time.monotonic()
+        if now - self._admin_renewed < 5.0:
+            return
+        self._admin_renewed = now
+        try:
+            self._admin = AdminClient(self._options.admin())
+        except KafkaException as exc:
+            log.warning("cannot recreate the Kafka admin client: %s", describe(exc))
+
     def stats(self, group: str) -> QueueStats:
         """Per-partition lag of ``group``, dead-letter count and health; answers within ~admin_timeout_s."""
         group_id = self.group_id(group)
@@ -193,6 +210,7 @@ class KafkaQueue:
             )
             committed = kadmin.committed_offsets(self._admin, group_id, self.topic, partitions, deadline)
         except BackendUnavailable as exc:
+            self._renew_admin()
             return QueueStats(kind=self.kind, healthy=False, detail=f"{where}: {exc}")
         lags = []
         for p in partitions:
