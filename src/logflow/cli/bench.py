@@ -16,7 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from logflow import __version__
-from logflow.bench.measure import Latency, admin_headers, ingest, make_dataset, query_suite, visibility
+from logflow.bench.ceiling import bulk_ceiling
+from logflow.bench.measure import IngestResult, Latency, admin_headers, ingest, make_dataset, query_suite, visibility
 from logflow.bench.servers import Deployment, free_port
 
 
@@ -95,10 +96,14 @@ def bench(events: int, batch: int, concurrency: int, repeat: int, shape: str, pr
         rss = deployment.peak_rss()
     finally:
         deployment.stop()
+    ceiling = None
+    if shape == "distributed":
+        console.print("measuring the _bulk ceiling ...")
+        ceiling = bulk_ceiling(os.environ["LOGFLOW_STORE_URL"], dataset.bodies)[0]
     store = status["store"]
     disk = int(store["bytes_on_disk"])
     report = _report(shape, processors, events, batch, concurrency, repeat, dataset.raw_bytes, result, latencies,
-                     disk, int(store["documents"]), rss)
+                     disk, int(store["documents"]), rss, ceiling)
     console.print(_table(latencies))
     click.echo(report)
     if markdown is not None:
@@ -116,9 +121,8 @@ def _table(latencies: list[Latency]) -> Table:
 
 
 def _report(shape: str, processors: int, events: int, batch: int, concurrency: int, repeat: int, raw: int,
-            result: object, latencies: list[Latency], disk: int, documents: int, rss: dict[str, int]) -> str:
-    from logflow.bench.measure import IngestResult
-
+            result: object, latencies: list[Latency], disk: int, documents: int, rss: dict[str, int],
+            ceiling: float | None) -> str:
     assert isinstance(result, IngestResult)
     mib = raw / 2**20
     command = (f"logflow bench --shape {shape} --events {events} --batch {batch} --concurrency {concurrency} "
@@ -136,6 +140,12 @@ def _report(shape: str, processors: int, events: int, batch: int, concurrency: i
         f"| ingest, acknowledged → searchable | {result.searchable_rate:,.0f} events/s "
         f"({result.searchable_s:,.1f} s for all) |",
         f"| rejected / 503-507 retries | {result.rejected} / {result.retries} |",
+        *(
+            [f"| OpenSearch `_bulk` ceiling, plain client, 2 connections | {ceiling:,.0f} events/s → LogFlow "
+             f"reaches {100 * result.searchable_rate / ceiling:.0f} % of it |"]
+            if ceiling
+            else []
+        ),
         f"| documents stored | {documents:,} |",
         f"| disk | {disk / 2**20:,.1f} MiB = {disk / max(documents, 1):.0f} B/event = {disk / raw:.2f} × raw NDJSON |",
         f"| peak RSS | {', '.join(f'{name.split()[-1]} {v / 2**20:,.0f} MiB' for name, v in rss.items() if v)} |",
