@@ -6,7 +6,6 @@ URL), dropped afterwards, so runs are repeatable and may overlap.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
@@ -32,7 +31,7 @@ from logflow.db.models import (
     User,
 )
 from logflow.db.session import make_session_factory, session_scope
-from tests.conftest import require_engine
+from tests.conftest import postgres_schema
 
 TABLES = set(Base.metadata.tables)
 
@@ -42,17 +41,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'metadata.db'}"
         return
-    base = require_engine("postgres")
-    schema = f"lf_test_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(base)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        yield f"{base}?options=-csearch_path%3D{schema}"
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        admin.dispose()
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,24 +25,15 @@ from logflow.db.engine import make_engine
 from logflow.db.models import AlertEngineLease, utcnow
 from logflow.db.session import make_session_factory
 from logflow.settings import Settings
-from tests.conftest import LogFlow, require_engine, start_logflow, stop_logflow
+from tests.conftest import LogFlow, postgres_schema, start_logflow, stop_logflow
 from tests.integration.alert_receivers import HttpReceiver, ensure_alert_routes, wait_until
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A PostgreSQL schema of its own (search_path), dropped afterwards."""
-    base = require_engine("postgres")
-    schema = f"lf_alert_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(base)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        yield f"{base}?options=-csearch_path%3D{schema}"
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        admin.dispose()
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture
