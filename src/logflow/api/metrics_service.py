@@ -11,8 +11,11 @@ from logflow.domain.levels import ERROR_LEVELS, Level
 from logflow.domain.query import LogFilter
 
 
+_LEVEL_NAMES = tuple(level.name for level in Level)
+
+
 def _zero_levels() -> dict[str, int]:
-    return {level.name: 0 for level in Level}
+    return dict.fromkeys(_LEVEL_NAMES, 0)
 
 
 def _error_rate(by_level: dict[str, int], total: int) -> float:
@@ -109,7 +112,10 @@ def timeseries(
     for bucket_start in range(start // step * step, now_us, step):
         buckets[bucket_start] = _zero_levels()
     for bucket in store.histogram(flt, interval_s):
-        buckets.setdefault(bucket.start_us, _zero_levels())[bucket.level.name] += bucket.count
+        levels = buckets.get(bucket.start_us)
+        if levels is None:
+            levels = buckets[bucket.start_us] = _zero_levels()
+        levels[_LEVEL_NAMES[bucket.level]] += bucket.count
     data = [
         {"timestamp": format_timestamp(ts), "count": sum(levels.values()), "by_level": levels}
         for ts, levels in sorted(buckets.items())

@@ -8,7 +8,9 @@ times better in blocks than row by row, because neighbouring lines share most of
 from __future__ import annotations
 
 import hashlib
+import itertools
 import sqlite3
+import struct
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -20,7 +22,7 @@ from logflow.domain.attributes import canonical_text
 
 BLOCK_EVENTS = 512
 _LEVEL = 5
-_CACHE_BLOCKS = 256
+_CACHE_BLOCKS = 64  # decompressed blocks (~150 KiB each) kept per reader: one per API thread and partition
 
 Doc = dict[str, Any]
 
@@ -31,46 +33,63 @@ def hash64(text: str) -> int:
 
 
 class BlockCodec:
-    """Compress and decompress blocks; one instance per thread (zstd contexts are not thread-safe)."""
+    """Compress and decompress blocks; one instance per thread (zstd contexts are not thread-safe).
+
+    A block is ``u32 count, u32 end offset per document, documents as JSON`` compressed as one zstd
+    frame: reading one event decompresses the block (fast) but parses only that document.
+    """
 
     def __init__(self) -> None:
         self._compressor = zstandard.ZstdCompressor(level=_LEVEL)
         self._decompressor = zstandard.ZstdDecompressor()
 
     def encode(self, docs: list[Doc]) -> bytes:
-        return self._compressor.compress(orjson.dumps(docs))
+        parts = [orjson.dumps(doc) for doc in docs]
+        ends = list(itertools.accumulate(len(part) for part in parts))
+        header = struct.pack(f"<I{len(ends)}I", len(ends), *ends)
+        return self._compressor.compress(header + b"".join(parts))
 
-    def decode(self, data: bytes) -> list[Doc]:
-        docs: list[Doc] = orjson.loads(self._decompressor.decompress(data))
-        return docs
+    def decode(self, data: bytes) -> bytes:
+        return self._decompressor.decompress(data)
+
+
+def block_doc(raw: bytes, slot: int) -> Doc:
+    """Document ``slot`` of a decompressed block; {} when the slot does not exist."""
+    (count,) = struct.unpack_from("<I", raw, 0)
+    if slot >= count:
+        return {}
+    base = 4 + 4 * count
+    start = 0 if slot == 0 else struct.unpack_from("<I", raw, 4 * slot)[0]
+    (end,) = struct.unpack_from("<I", raw, 4 + 4 * slot)
+    doc: Doc = orjson.loads(raw[base + start : base + end])
+    return doc
 
 
 class BlockReader:
-    """Reads documents by (block, slot) through a small per-connection LRU of decoded blocks."""
+    """Reads documents by (block, slot) through a small per-connection LRU of decompressed blocks."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._codec = BlockCodec()
-        self._cache: OrderedDict[int, list[Doc]] = OrderedDict()
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def block(self, blk: int) -> list[Doc]:
+    def block(self, blk: int) -> bytes:
         with self._lock:
-            docs = self._cache.get(blk)
-            if docs is not None:
+            raw = self._cache.get(blk)
+            if raw is not None:
                 self._cache.move_to_end(blk)
-                return docs
+                return raw
         row = self._conn.execute("SELECT data FROM blocks WHERE blk = ?", (blk,)).fetchone()
-        docs = self._codec.decode(row[0]) if row is not None else []
+        raw = self._codec.decode(row[0]) if row is not None else struct.pack("<I", 0)
         with self._lock:
-            self._cache[blk] = docs
+            self._cache[blk] = raw
             while len(self._cache) > _CACHE_BLOCKS:
                 self._cache.popitem(last=False)
-        return docs
+        return raw
 
     def doc(self, blk: int, slot: int) -> Doc:
-        docs = self.block(blk)
-        return docs[slot] if slot < len(docs) else {}
+        return block_doc(self.block(blk), slot)
 
     def attribute_text(self, blk: int, slot: int, key: str) -> str | None:
         """The canonical text of a top-level scalar attribute (what field filters compare)."""

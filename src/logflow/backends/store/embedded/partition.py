@@ -19,7 +19,7 @@ from .sql import SCHEMA, Where, build_where
 
 _CHUNK = 500
 # Bumped whenever the partition layout changes incompatibly; checked on every open.
-STORE_FORMAT = 2
+STORE_FORMAT = 3
 ROW_COLUMNS = "e.rid, e.level, e.svc, e.blk, e.slot"
 
 
@@ -207,6 +207,8 @@ class PartitionReader:
         self.day = day
         self.conn = connect(path, create=False)
         self.conn.execute("PRAGMA query_only=1")
+        # Readers exist per API thread and partition: a small page cache each keeps RSS bounded.
+        self.conn.execute("PRAGMA cache_size=-4000")
         self.blocks = BlockReader(self.conn)
         self.blocks.install()
         self.names = Names(self.conn)
@@ -276,15 +278,16 @@ class PartitionReader:
             sql = f"SELECT {bucket}, '', level, sum(count) FROM rollup WHERE {where} GROUP BY 1, 3"
         return list(self.conn.execute(sql, params))
 
-    def top_messages(self, where: Where, limit: int) -> list[tuple[str, str, int, int]]:
-        """(message, service, count, newest µs) of the most frequent messages, from message hashes."""
+    def top_messages(self, where: Where, limit: int) -> list[tuple[int, str, int, int]]:
+        """(message hash, service, count, newest row id) of the most frequent messages."""
         sql = (f"SELECT e.msg_hash, e.svc, count(*), max({where.rid_column}) FROM {where.source}{where.sql()} "
                "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT ?")
-        out = []
-        for _, svc, n, top in self.conn.execute(sql, [*where.params, limit]).fetchall():
-            row = self.conn.execute(f"SELECT {ROW_COLUMNS} FROM events e WHERE e.rid = ?", (top,)).fetchone()
-            out.append((self.event(row).message, self.names.name(svc), int(n), ts_of_rid(top, self.day)))
-        return out
+        rows = self.conn.execute(sql, [*where.params, limit]).fetchall()
+        return [(int(h), self.names.name(svc), int(n), int(top)) for h, svc, n, top in rows]
+
+    def message_at(self, rid: int) -> str:
+        row = self.conn.execute(f"SELECT {ROW_COLUMNS} FROM events e WHERE e.rid = ?", (rid,)).fetchone()
+        return "" if row is None else self.event(row).message
 
     def documents(self) -> int:
         return int(self.conn.execute("SELECT coalesce(sum(count), 0) FROM rollup").fetchone()[0])

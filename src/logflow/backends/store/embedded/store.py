@@ -24,7 +24,7 @@ from logflow.domain.events import LogEvent
 from logflow.domain.levels import Level
 from logflow.domain.query import LogFilter, SearchRequest
 
-from .layout import DAY_US, MINUTE_US, SEQ_BITS, day_from_name, day_of, partition_name, rid_bounds
+from .layout import DAY_US, MINUTE_US, SEQ_BITS, day_from_name, day_of, partition_name, rid_bounds, ts_of_rid
 from .partition import PartitionReader, PartitionWriter
 from .sql import is_plain
 
@@ -173,19 +173,24 @@ class EmbeddedStore:
         return [BucketCount(b, Level(lv), n) for (b, lv), n in sorted(by_bucket.items()) if n]
 
     def top_messages(self, flt: LogFilter, limit: int) -> list[MessageCount]:
-        counts: Counter[tuple[str, str]] = Counter()
-        last_seen: dict[tuple[str, str], int] = {}
+        counts: Counter[tuple[int, str]] = Counter()
+        newest: dict[tuple[int, str], tuple[int, PartitionReader, int]] = {}
         for reader, lo, hi in self._scan(flt):
             where = reader.where(flt, lo, hi, plain_levels_index=False)
             if where is None:
                 continue
-            # Each partition's top list is cut at 20× the limit: exact for the few days a query spans.
-            for message, service, n, newest in reader.top_messages(where, max(limit * 20, 200)):
-                key = (message, service)
+            # Each partition's top list is cut at 20x the limit: exact for the few days a query spans.
+            for msg_hash, service, n, top in reader.top_messages(where, max(limit * 20, 200)):
+                key = (msg_hash, service)
                 counts[key] += n
-                last_seen[key] = max(last_seen.get(key, 0), newest)
-        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], -last_seen[kv[0]]))[:limit]
-        return [MessageCount(m, s, n, last_seen[(m, s)]) for (m, s), n in ranked]
+                seen_us = ts_of_rid(top, reader.day)
+                if key not in newest or seen_us > newest[key][0]:
+                    newest[key] = (seen_us, reader, top)
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], -newest[kv[0]][0]))[:limit]
+        # Only the winners' texts are read (each costs a block decompression).
+        return [
+            MessageCount(newest[key][1].message_at(newest[key][2]), key[1], n, newest[key][0]) for key, n in ranked
+        ]
 
     # -- maintenance ----------------------------------------------------------------------
     def drop_before(self, cutoff_us: int) -> int:
