@@ -10,7 +10,6 @@ from logflow.domain.events import format_timestamp
 from logflow.domain.levels import ERROR_LEVELS, Level
 from logflow.domain.query import LogFilter
 
-
 _LEVEL_NAMES = tuple(level.name for level in Level)
 
 
