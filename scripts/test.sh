@@ -6,6 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${VENV:-.venv}/bin
 
+# The private PostgreSQL cluster runs as user postgres, which must be able to read the stack dir.
+# A checkout under a private home directory cannot host it: use /tmp then (a colder first start).
+if [ -z "${LOGFLOW_STACK_DIR:-}" ] && ! su postgres -s /bin/sh -c "test -x '$PWD'" 2>/dev/null; then
+  export LOGFLOW_STACK_DIR=/tmp/logflow-stack
+fi
 scripts/stack.sh up
 eval "$(scripts/stack.sh env)"
 export LOGFLOW_TEST_KAFKA_URL=$LOGFLOW_QUEUE_URL

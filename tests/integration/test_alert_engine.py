@@ -251,7 +251,7 @@ def test_a_failing_channel_blocks_neither_the_engine_nor_other_rules(
         assert time.monotonic() - started < 2.0  # the round does not wait for sends
         fast.wait_for(1, timeout=2.0)
         assert time.monotonic() - started < 2.5  # nor does one rule's send wait for another's
-        assert engine.dispatcher.inflight >= 1 and slow.requests  # the slow send is still running
+        assert engine.dispatcher.inflight >= 1  # the slow send is still running
         slow.wait_for(1)
     finally:
         slow.close()
