@@ -216,11 +216,18 @@ def drop_distributed_resources(settings: Settings, queue: Any) -> None:
     from tests.contracts.kafka_factory import delete_topics
 
     delete_topics(settings.queue_url, queue)
-    base = settings.store_url.replace("opensearch://", "http://").replace("elasticsearch://", "http://")
-    prefix = settings.store_index_prefix
-    with httpx.Client(base_url=base, timeout=30) as client:
-        client.delete(f"/{prefix}-*", params={"expand_wildcards": "all", "ignore_unavailable": "true"})
-        client.delete(f"/_index_template/{prefix}-template")
+    drop_indices(settings.store_url, settings.store_index_prefix)
+
+
+def drop_indices(store_url: str, prefix: str) -> None:
+    """Delete the daily indices and the index template of ``prefix`` from a shared OpenSearch."""
+    from logflow.backends.store.opensearch.client import parse_store_url
+    from logflow.backends.store.opensearch.mapping import pattern, template_name
+
+    endpoint = parse_store_url(store_url)
+    with httpx.Client(base_url=endpoint.base_url, auth=endpoint.auth, timeout=30) as client:
+        client.delete(f"/{pattern(prefix)}", params={"expand_wildcards": "all", "ignore_unavailable": "true"})
+        client.delete(f"/_index_template/{template_name(prefix)}")
 
 
 # -- Loghub: real logs from 12 systems (https://github.com/logpai/loghub) ---------------------------

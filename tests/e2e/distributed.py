@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import REPO, require_engine
+from tests.conftest import REPO, drop_indices, require_engine
 from tests.e2e.helpers import free_port
 
 
@@ -128,11 +128,7 @@ def drop_resources(env: dict[str, str]) -> None:
     admin = AdminClient(KafkaOptions(servers, extra=extra).admin())
     delete_groups(admin, [env["LOGFLOW_PROCESSOR_GROUP"]], 30.0)
     delete_topics(admin, [env["LOGFLOW_KAFKA_TOPIC"], env["LOGFLOW_KAFKA_DEAD_LETTER_TOPIC"]], 30.0)
-    base = env["LOGFLOW_STORE_URL"].replace("opensearch://", "http://")
-    prefix = env["LOGFLOW_STORE_INDEX_PREFIX"]
-    with httpx.Client(base_url=base, timeout=30) as client:
-        client.delete(f"/{prefix}-*", params={"expand_wildcards": "all", "ignore_unavailable": "true"})
-        client.delete(f"/_index_template/{prefix}-template")
+    drop_indices(env["LOGFLOW_STORE_URL"], env["LOGFLOW_STORE_INDEX_PREFIX"])
 
 
 def stack(action: str, service: str) -> None:

@@ -13,7 +13,8 @@ import uuid
 import httpx
 import orjson
 
-from logflow.backends.store.opensearch.mapping import index_name, index_template, template_name, to_document
+from logflow.backends.store.opensearch.client import parse_store_url
+from logflow.backends.store.opensearch.mapping import index_name, index_template, pattern, template_name, to_document
 from logflow.domain.events import LogEvent
 from logflow.ingest.limits import IngestLimits
 from logflow.ingest.normalize import normalize
@@ -23,7 +24,7 @@ DAY_US = 86_400_000_000
 
 def bulk_ceiling(store_url: str, bodies: list[bytes], concurrency: int = 2) -> tuple[float, int]:
     """(events/s, events) for posting the dataset straight to ``_bulk``; cleans up after itself."""
-    base = store_url.replace("opensearch://", "http://").replace("elasticsearch://", "http://")
+    endpoint = parse_store_url(store_url)
     prefix = f"bench-ceiling-{uuid.uuid4().hex[:8]}"
     now = time.time_ns() // 1000
     limits = IngestLimits()
@@ -39,7 +40,7 @@ def bulk_ceiling(store_url: str, bodies: list[bytes], concurrency: int = 2) -> t
             lines += [orjson.dumps(action), orjson.dumps(to_document(event))]
             events += 1
         requests.append(b"\n".join(lines) + b"\n")
-    with httpx.Client(base_url=base, timeout=120) as client:
+    with httpx.Client(base_url=endpoint.base_url, auth=endpoint.auth, timeout=120) as client:
         client.put(f"/_index_template/{template_name(prefix)}",
                    json=index_template(prefix, shards=1, replicas=0)).raise_for_status()
         lock = threading.Lock()
@@ -47,7 +48,7 @@ def bulk_ceiling(store_url: str, bodies: list[bytes], concurrency: int = 2) -> t
         errors: list[str] = []
 
         def worker() -> None:
-            with httpx.Client(base_url=base, timeout=120) as own:
+            with httpx.Client(base_url=endpoint.base_url, auth=endpoint.auth, timeout=120) as own:
                 while True:
                     with lock:
                         if not todo:
@@ -64,7 +65,7 @@ def bulk_ceiling(store_url: str, bodies: list[bytes], concurrency: int = 2) -> t
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - started
-        client.delete(f"/{prefix}-*")
+        client.delete(f"/{pattern(prefix)}")
         client.delete(f"/_index_template/{template_name(prefix)}")
     if errors:
         raise RuntimeError(f"_bulk failed: {errors[0]}")
