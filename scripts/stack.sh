@@ -732,6 +732,16 @@ cmd_smoke() {
     return $rc
 }
 
+cmd_tools() { # the real clients the protocol tests drive (rsyslog with omelasticsearch, kcat)
+    local need=()
+    command -v rsyslogd >/dev/null || need+=(rsyslog)
+    [ -e /usr/lib/x86_64-linux-gnu/rsyslog/omelasticsearch.so ] || ls /usr/lib/*/rsyslog/omelasticsearch.so \
+        >/dev/null 2>&1 || need+=(rsyslog-elasticsearch)
+    command -v kcat >/dev/null || need+=(kcat)
+    if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; fi
+    say "test clients ready: $(command -v rsyslogd) (with omelasticsearch), $(command -v kcat)"
+}
+
 cmd_clean() {
     cmd_down
     say "deleting data under $STACK_DIR (jars are kept)"
@@ -754,6 +764,7 @@ main() {
     logs) cmd_logs "$@" ;;
     smoke) cmd_smoke "$@" ;;
     clean) cmd_clean ;;
+    tools) cmd_tools ;;
     -h | --help | help) usage ;;
     *) usage >&2; exit 2 ;;
     esac

@@ -11,6 +11,7 @@ BIN=${VENV:-.venv}/bin
 if [ -z "${LOGFLOW_STACK_DIR:-}" ] && ! su postgres -s /bin/sh -c "test -x '$PWD'" 2>/dev/null; then
   export LOGFLOW_STACK_DIR=/tmp/logflow-stack
 fi
+scripts/stack.sh tools
 scripts/stack.sh up
 eval "$(scripts/stack.sh env)"
 export LOGFLOW_TEST_KAFKA_URL=$LOGFLOW_QUEUE_URL

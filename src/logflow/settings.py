@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 QUEUE_SCHEMES = ("embedded", "kafka")
@@ -53,6 +53,18 @@ class Settings(BaseSettings):
     kafka_topic: str = "logflow-events"
     kafka_dead_letter_topic: str = "logflow-dead-letters"
     kafka_partitions: int = Field(6, ge=1, le=1024)
+    # Kafka as a source: consume JSON logs other systems already produce (distributed shape).
+    kafka_source_topics: str = ""  # comma-separated; empty = off
+    kafka_source_url: str = ""  # kafka://host:port[,…]; default: the brokers of queue_url
+    kafka_source_group: str = "logflow-source"
+    # Network listeners of `serve` and `api` (0 turns one off). They accept without credentials:
+    # bind them (LOGFLOW_LISTEN_HOST) where only trusted senders reach, or use syslog over TLS.
+    listen_host: str = ""  # default: host
+    syslog_port: int = Field(5514, ge=0, le=65535)  # UDP and TCP
+    syslog_tls_port: int = Field(0, ge=0, le=65535)  # e.g. 6514; needs syslog_tls_cert/key
+    syslog_tls_cert: str = ""
+    syslog_tls_key: str = ""
+    gelf_port: int = Field(12201, ge=0, le=65535)  # UDP
     # OpenSearch / Elasticsearch
     store_index_prefix: str = "logflow"
     store_shards: int = Field(1, ge=1, le=64)
@@ -186,6 +198,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'metadata.db').resolve()}"
+
+    @property
+    def effective_listen_host(self) -> str:
+        return self.listen_host or self.host
+
+    @model_validator(mode="after")
+    def _syslog_tls(self) -> Settings:
+        if self.syslog_tls_port and not (self.syslog_tls_cert and self.syslog_tls_key):
+            raise ValueError("syslog_tls_port needs syslog_tls_cert and syslog_tls_key (PEM files)")
+        return self
 
     @property
     def effective_public_read(self) -> bool:

@@ -7,8 +7,10 @@
 ``IngestAccess`` anonymous when ``LOGFLOW_INGEST_OPEN`` is on, else a user or an ``ingest`` key.
 
 Credentials: ``Authorization: Bearer <access token>``, ``Authorization: Bearer lf_…`` (API key) or
-``X-API-Key: lf_…``. Bad credentials are a 401 even where anonymous access is allowed: a client
-whose token expired must learn so rather than silently getting the public view.
+``X-API-Key: lf_…``; for shippers also ``Authorization: Basic`` with the key as password and
+``Authorization: ApiKey <key or base64(id:key)>``. Bad credentials are a 401 even where anonymous
+access is allowed: a client whose token expired must learn so rather than silently getting the
+public view.
 
 The principal is resolved once per request (memoized on ``request.state``), which also charges the
 per-principal API rate limit.
@@ -16,6 +18,8 @@ per-principal API rate limit.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
@@ -72,13 +76,34 @@ def _credentials(request: Request) -> tuple[str, str] | None:
     if header:
         scheme, _, value = header.partition(" ")
         value = value.strip()
-        if scheme.lower() != "bearer" or not value:
-            raise unauthorized("Authorization must be 'Bearer <token or API key>'")
-        return ("api_key" if looks_like_key(value) else "token"), value
+        scheme = scheme.lower()
+        if scheme == "bearer" and value:
+            return ("api_key" if looks_like_key(value) else "token"), value
+        if scheme in ("basic", "apikey") and value:
+            # Shippers (rsyslog, Filebeat, Fluent Bit, Promtail, Vector) speak Basic or Elastic's
+            # ApiKey scheme: the API key is the password (any user name) or the whole value.
+            return "api_key", _key_from_shipper_header(scheme, value)
+        raise unauthorized("Authorization must be 'Bearer <token or API key>', 'Basic' with an API key as "
+                           "password, or 'ApiKey <API key>'")
     key = request.headers.get("x-api-key")
     if key is not None:
         return "api_key", key.strip()
     return None
+
+
+def _key_from_shipper_header(scheme: str, value: str) -> str:
+    """The API key inside a ``Basic`` or ``ApiKey`` credential (401 when there is none)."""
+    if scheme == "apikey" and looks_like_key(value):
+        return value
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise unauthorized(f"{scheme} credentials are not valid base64") from None
+    # Basic is "user:password"; Elastic's ApiKey is base64("id:key"). Either way the key is last.
+    key = decoded.rpartition(":")[2].strip()
+    if not looks_like_key(key):
+        raise unauthorized("Basic/ApiKey credentials must carry a LogFlow API key (lf_…) as the password")
+    return key
 
 
 def _resolve(auth: AuthService, request: Request) -> Principal:
