@@ -12,13 +12,24 @@ from pathlib import Path
 import click
 import httpx
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from logflow import __version__
 from logflow.bench.ceiling import bulk_ceiling
-from logflow.bench.measure import IngestResult, Latency, admin_headers, ingest, make_dataset, query_suite, visibility
+from logflow.bench.measure import (
+    DAY_US,
+    IngestResult,
+    Latency,
+    admin_headers,
+    ingest,
+    make_dataset,
+    query_suite,
+    visibility,
+)
+from logflow.bench.protocols import PROTOCOLS, ProtocolResult, run_protocol
 from logflow.bench.servers import Deployment, free_port
+from logflow.generator import GeneratorConfig, LogGenerator
 
 
 def _progress(console: Console) -> Progress:
@@ -40,11 +51,12 @@ def _machine() -> str:
            f"Python {platform.python_version()}"
 
 
-def _deploy(shape: str, processors: int, data_dir: Path) -> Deployment:
+def _deploy(shape: str, processors: int, data_dir: Path, syslog_port: int = 0) -> Deployment:
     port = free_port()
     deployment = Deployment(url=f"http://127.0.0.1:{port}")
     # The benchmark's own throwaway servers: open ingest, so it measures the pipeline, not auth.
-    env = {**os.environ, "LOGFLOW_PORT": str(port), "LOGFLOW_DATA_DIR": str(data_dir), "LOGFLOW_INGEST_OPEN": "true"}
+    env = {**os.environ, "LOGFLOW_PORT": str(port), "LOGFLOW_DATA_DIR": str(data_dir), "LOGFLOW_INGEST_OPEN": "true",
+           "LOGFLOW_SYSLOG_PORT": str(syslog_port), "LOGFLOW_GELF_PORT": "0", "LOGFLOW_HOST": "127.0.0.1"}
     if shape == "embedded":
         for name in ("LOGFLOW_QUEUE_URL", "LOGFLOW_STORE_URL", "LOGFLOW_DATABASE_URL", "LOGFLOW_CACHE_URL"):
             env.pop(name, None)
@@ -71,13 +83,29 @@ def _deploy(shape: str, processors: int, data_dir: Path) -> Deployment:
 @click.option("--processors", type=int, default=1, show_default=True, help="Processor processes (distributed)")
 @click.option("--work-dir", type=click.Path(path_type=Path), default=Path(".bench"), show_default=True)
 @click.option("--markdown", type=click.Path(path_type=Path), default=None, help="Append a results section here")
+@click.option("--protocols", default=None, metavar="LIST",
+              help=f"Instead of the query suite, compare ingest protocols on the same events: 'all' or a "
+                   f"comma-separated subset of {','.join(PROTOCOLS)} (--events each)")
 def bench(events: int, batch: int, concurrency: int, repeat: int, shape: str, processors: int, work_dir: Path,
-          markdown: Path | None) -> None:
-    """Measure ingest (acknowledged and searchable), search and metrics latency, disk and memory."""
+          markdown: Path | None, protocols: str | None) -> None:
+    """Measure ingest (acknowledged and searchable), search and metrics latency, disk and memory.
+
+    With --protocols: events/s of the same events through native NDJSON, Elasticsearch _bulk,
+    OTLP/HTTP protobuf and syslog over TCP, one after another against one deployment.
+    """
     console = Console(stderr=True)
     run_dir = work_dir / f"run-{int(time.time())}"
     data_dir = run_dir / "data"
     data_dir.mkdir(parents=True)
+    if protocols is not None:
+        chosen = list(PROTOCOLS) if protocols == "all" else [p.strip() for p in protocols.split(",") if p.strip()]
+        unknown = sorted(set(chosen) - set(PROTOCOLS))
+        if unknown or not chosen:
+            raise click.BadParameter(f"unknown {unknown}; choose from {', '.join(PROTOCOLS)}", param_hint="--protocols")
+        _bench_protocols(console, chosen, events, batch, concurrency, shape, processors, data_dir, markdown)
+        if shape == "embedded":
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return
     with _progress(console) as progress:
         task = progress.add_task("generating", total=events)
         dataset = make_dataset(events, batch, lambda n: progress.advance(task, n))
@@ -155,3 +183,49 @@ def _report(shape: str, processors: int, events: int, batch: int, concurrency: i
     ]
     lines += [f"| {lat.name} | {lat.p50:.1f} | {lat.p95:.1f} | {lat.detail} |" for lat in latencies]
     return "\n".join(lines) + "\n"
+
+
+def _bench_protocols(console: Console, protocols: list[str], events: int, batch: int, concurrency: int, shape: str,
+                     processors: int, data_dir: Path, markdown: Path | None) -> None:
+    now = time.time_ns() // 1000
+    gen = LogGenerator(GeneratorConfig(seed=7, start_us=now - DAY_US // 2, rate=events / 3600))
+    batches = [gen.batch(min(batch, events - done)) for done in range(0, events, batch)]
+    syslog_port = free_port()
+    deployment = _deploy(shape, processors, data_dir, syslog_port=syslog_port)
+    results: list[ProtocolResult] = []
+    try:
+        deployment.wait_healthy()
+        for protocol in protocols:
+            with _progress(console) as progress:
+                task = progress.add_task(protocol, total=events)
+
+                def advance(n: int, task: TaskID = task, progress: Progress = progress) -> None:
+                    progress.advance(task, n)
+
+                results.append(run_protocol(protocol, deployment.url, ("127.0.0.1", syslog_port), batches,
+                                            concurrency, advance))
+    finally:
+        deployment.stop()
+    command = (f"logflow bench --protocols {','.join(protocols)} --shape {shape} --events {events} --batch {batch} "
+               f"--concurrency {concurrency}" + (f" --processors {processors}" if shape == "distributed" else ""))
+    native = next((r for r in results if r.protocol == "native"), None)
+    lines = [
+        f"### ingest protocols, {shape} shape, {events:,} events each — "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "",
+        f"- Command: `{command}` (LogFlow {__version__})",
+        f"- Machine: {_machine()}",
+        f"- Dataset: {events:,} generated events, the same for every protocol, encoded before timing",
+        "",
+        "| protocol | wire B/event | acknowledged events/s | searchable events/s | vs native |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        ratio = f"{100 * r.searchable_rate / native.searchable_rate:.0f} %" if native else "–"
+        lines.append(f"| {r.protocol} | {r.wire_bytes / r.events:.0f} | {r.acked_rate:,.0f} | "
+                     f"{r.searchable_rate:,.0f} | {ratio} |")
+    report = "\n".join(lines) + "\n"
+    click.echo(report)
+    if markdown is not None:
+        with markdown.open("a") as fh:
+            fh.write(report + "\n")

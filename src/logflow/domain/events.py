@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -13,9 +13,15 @@ from logflow.domain.levels import Level
 CORRELATION_FIELDS: tuple[str, ...] = ("trace_id", "span_id", "request_id", "correlation_id")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def format_timestamp(ts_us: int) -> str:
     """ISO 8601 in UTC with a ``Z`` suffix and microsecond precision."""
-    return datetime.fromtimestamp(ts_us / 1_000_000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Integer arithmetic: a float of microseconds since 1970 can be off by one microsecond.
+    moment = _EPOCH + timedelta(microseconds=ts_us)
+    return f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:" \
+           f"{moment.second:02d}.{moment.microsecond:06d}Z"
 
 
 @dataclass(slots=True)

@@ -28,6 +28,9 @@ from .layout import DAY_US, MINUTE_US, SEQ_BITS, day_from_name, day_of, partitio
 from .partition import PartitionReader, PartitionWriter
 from .sql import is_plain
 
+# Level(n) goes through Enum's lookup machinery; a 1-minute histogram over a day makes ~40k of them.
+_LEVELS: dict[int, Level] = {int(level): level for level in Level}
+
 Grouped = Counter[tuple[int, str, int]]
 log = logging.getLogger(__name__)
 
@@ -164,13 +167,13 @@ class EmbeddedStore:
         by_group: Counter[tuple[str, int]] = Counter()
         for (_, service, level), n in self._grouped(flt, None).items():
             by_group[(service, level)] += n
-        return [GroupCount(s, Level(lv), n) for (s, lv), n in sorted(by_group.items()) if n]
+        return [GroupCount(s, _LEVELS[lv], n) for (s, lv), n in sorted(by_group.items()) if n]
 
     def histogram(self, flt: LogFilter, interval_s: int) -> list[BucketCount]:
         by_bucket: Counter[tuple[int, int]] = Counter()
         for (bucket, _, level), n in self._grouped(flt, interval_s * 1_000_000).items():
             by_bucket[(bucket, level)] += n
-        return [BucketCount(b, Level(lv), n) for (b, lv), n in sorted(by_bucket.items()) if n]
+        return [BucketCount(b, _LEVELS[lv], n) for (b, lv), n in sorted(by_bucket.items()) if n]
 
     def top_messages(self, flt: LogFilter, limit: int) -> list[MessageCount]:
         counts: Counter[tuple[int, str]] = Counter()
