@@ -8,6 +8,7 @@
 #   scripts/stack.sh logs   SERVICE        tail the service's log
 #   scripts/stack.sh smoke  [SERVICE...]   functional check of running services (bulk, aggs, produce/consume...)
 #   scripts/stack.sh clean                 down + delete all data (keeps downloaded jars)
+#   scripts/stack.sh tools                 install the real clients the tests drive (rsyslog, kcat, chromium)
 #
 # SERVICE is one of: postgres redis kafka opensearch (default: all).
 # See docs/stack.md for ports, environment variables and troubleshooting.
@@ -732,14 +733,15 @@ cmd_smoke() {
     return $rc
 }
 
-cmd_tools() { # the real clients the protocol tests drive (rsyslog with omelasticsearch, kcat)
+cmd_tools() { # the real clients the tests drive: rsyslog with omelasticsearch, kcat, a headless browser
     local need=()
     command -v rsyslogd >/dev/null || need+=(rsyslog)
     [ -e /usr/lib/x86_64-linux-gnu/rsyslog/omelasticsearch.so ] || ls /usr/lib/*/rsyslog/omelasticsearch.so \
         >/dev/null 2>&1 || need+=(rsyslog-elasticsearch)
     command -v kcat >/dev/null || need+=(kcat)
+    command -v chromium >/dev/null || need+=(chromium)
     if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; fi
-    say "test clients ready: $(command -v rsyslogd) (with omelasticsearch), $(command -v kcat)"
+    say "test clients ready: $(command -v rsyslogd) (with omelasticsearch), $(command -v kcat), $(command -v chromium)"
 }
 
 cmd_clean() {

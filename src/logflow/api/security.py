@@ -18,15 +18,11 @@ from logflow.settings import Settings
 
 # The API answers JSON only: nothing may load, run or frame anything.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-# /docs (Swagger UI) and /redoc load their scripts, styles and fonts from FastAPI's default CDN,
-# run one inline bootstrap script, and Redoc starts a blob: web worker. Only these pages get this.
+# /docs (Swagger UI) and /redoc load their bundled scripts and styles from this server (no CDN), run
+# one inline bootstrap script, and Redoc starts a blob: web worker. Only these pages get this.
 DOCS_CSP = (
-    "default-src 'self'; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src 'self' data: https://fonts.gstatic.com; "
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
-    "worker-src 'self' blob:; connect-src 'self'; "
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "font-src 'self' data:; img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 DOCS_PATHS = ("/docs", "/redoc")
