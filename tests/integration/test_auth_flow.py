@@ -3,6 +3,7 @@ PostgreSQL + Redis (each test in its own PostgreSQL schema)."""
 
 from __future__ import annotations
 
+import base64
 import statistics
 import time
 import uuid
@@ -340,6 +341,54 @@ def test_admin_user_management(flow: LogFlow) -> None:
     with flow.auth.sessions() as session:
         change = session.scalar(select(AuditEvent).where(AuditEvent.action == "role_changed"))
         assert change is not None and change.detail["to"] == "admin" and change.client_ip == "testclient"
+
+
+def test_admin_resets_a_forgotten_password(flow: LogFlow) -> None:
+    c, name = flow.client, unique()
+    uid = register(c, name)["id"]
+    old = login(c, name)
+    path = f"/api/v1/admin/users/{uid}/password"
+    assert c.put(path, json={"password": "reset-by-admin-1"}, headers=bearer(old["access_token"])).status_code == 403
+    assert flow.admin.put(path, json={"password": "short"}).status_code == 422
+    assert flow.admin.put("/api/v1/admin/users/999999/password", json={"password": "reset-by-admin-1"}).status_code \
+        == 404
+    done = flow.admin.put(path, json={"password": "reset-by-admin-1"})
+    assert done.status_code == 200 and done.json()["password_changed_at"] is not None
+    # The old sessions end with the old password; the new password works.
+    assert c.get("/api/v1/auth/me", headers=bearer(old["access_token"])).status_code == 401
+    assert c.post("/api/v1/auth/refresh", json={"refresh_token": old["refresh_token"]}).status_code == 401
+    assert c.post(LOGIN, data={"username": name, "password": "alicepass123"}).status_code == 401
+    assert login(c, name, "reset-by-admin-1")["access_token"]
+    assert "password_reset" in audit_actions(flow)
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_shipper_style_credentials_carry_api_keys(flow: LogFlow) -> None:
+    """rsyslog, Filebeat, Promtail and Vector send Basic auth or Elastic's ApiKey scheme."""
+    c, key = flow.client, flow.ingest_key
+    accepted = [
+        _basic("logflow", key),
+        _basic("", key),
+        {"Authorization": f"ApiKey {key}"},
+        {"Authorization": "ApiKey " + base64.b64encode(f"someid:{key}".encode()).decode()},
+    ]
+    for headers in accepted:
+        resp = c.post("/api/v1/ingest", json={"message": "shipped"}, headers=headers)
+        assert resp.status_code == 202, (headers, resp.text)
+    refused = [
+        _basic("admin", "admin123"),  # a user's password is not accepted here: only API keys
+        _basic("x", key[:-1] + ("A" if key[-1] != "A" else "B")),  # a wrong key
+        {"Authorization": "Basic not-base64!"},
+        {"Authorization": "ApiKey "},
+        {"Authorization": "Digest abc"},
+    ]
+    for headers in refused:
+        resp = c.post("/api/v1/ingest", json={"message": "refused"}, headers=headers)
+        assert resp.status_code == 401, (headers, resp.text)
+        assert resp.json()["detail"]
 
 
 def test_brute_force_is_rate_limited_per_account_and_per_address(boot: Callable[..., LogFlow]) -> None:

@@ -148,6 +148,9 @@ POLICY: dict[tuple[str, str], Call] = {
     ("PATCH", "/api/v1/admin/users/{user_id}"): Call(
         "admin", json=lambda ctx: {"is_active": True}, path=lambda ctx: {"user_id": ctx.user_id("mxother")}
     ),
+    ("PUT", "/api/v1/admin/users/{user_id}/password"): Call(
+        "admin", json=lambda ctx: {"password": "matrix-pass-1"}, path=lambda ctx: {"user_id": ctx.user_id("mxother")}
+    ),
     ("GET", "/api/v1/admin/audit"): Call("admin"),
     ("GET", "/api/v1/cache/stats"): Call("read"),
     ("DELETE", "/api/v1/cache/clear"): Call("admin"),

@@ -77,6 +77,14 @@ class UserPatchIn(BaseModel):
     is_active: bool | None = None
 
 
+class AdminPasswordIn(BaseModel):
+    """``PUT /admin/users/{id}/password``: an admin sets a user's password (no current one needed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+
+
 class TokenOut(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from logflow.auth import audit, users
 from logflow.auth.deps import AdminUser, AuthDep, client_ip
 from logflow.auth.errors import AuthError
-from logflow.auth.schemas import AdminCreateUserIn, AuditOut, UserOut, UserPatchIn
+from logflow.auth.schemas import AdminCreateUserIn, AdminPasswordIn, AuditOut, UserOut, UserPatchIn
 from logflow.db.models import User
 from logflow.db.session import session_scope
 
@@ -111,6 +111,41 @@ async def update_user(
                     target=f"user:{user.username}",
                     client_ip=ip,
                 )
+            return UserOut.of(user)
+
+    return await run_in_threadpool(run)
+
+
+@router.put(
+    "/users/{user_id}/password",
+    response_model=UserOut,
+    responses={**ERRORS, 404: {"description": "no such user"}, 422: {"description": "password refused"}},
+)
+async def reset_password(
+    user_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    body: AdminPasswordIn,
+    admin: AdminUser,
+    request: Request,
+    auth: AuthDep,
+) -> UserOut:
+    """Set a user's password (a forgotten one, or a suspected leak): ends all their login sessions.
+
+    The same password policy as everywhere applies (in production, admins need a strong one).
+    """
+
+    def run() -> UserOut:
+        with session_scope(auth.sessions) as session:
+            user = session.get(User, user_id)
+            if user is None:
+                raise AuthError(404, f"no user {user_id}")
+            users.set_password(session, user, body.password, strict=auth.settings.env == "production")
+            audit.record(
+                session,
+                action="password_reset",
+                actor_user_id=admin.user_id,
+                target=f"user:{user.username}",
+                client_ip=client_ip(request),
+            )
             return UserOut.of(user)
 
     return await run_in_threadpool(run)
