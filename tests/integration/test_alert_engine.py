@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,14 @@ from logflow.alerting.engine import AlertEngine
 from logflow.db.models import AlertNotification, TriggeredAlert, utcnow
 from logflow.db.session import make_session_factory
 from logflow.settings import Settings
-from tests.conftest import LogFlow, start_logflow, stop_logflow
+from tests.conftest import (
+    LogFlow,
+    distributed_overrides,
+    drop_distributed_resources,
+    postgres_schema,
+    start_logflow,
+    stop_logflow,
+)
 from tests.integration.alert_receivers import (
     HttpReceiver,
     Received,
@@ -39,13 +47,28 @@ ALERT_SETTINGS: dict[str, Any] = {
 
 
 @pytest.fixture
-def flow(make_settings: Callable[..., Settings]) -> Iterator[LogFlow]:
-    running = start_logflow(make_settings(**ALERT_SETTINGS))
-    ensure_alert_routes(running.client.app)
-    try:
-        yield running
-    finally:
-        stop_logflow(running)
+def flow(request: pytest.FixtureRequest, make_settings: Callable[..., Settings]) -> Iterator[LogFlow]:
+    """Embedded unless a test asks for ``BOTH_SHAPES`` (the engine reads only the store port)."""
+    shape = getattr(request, "param", "embedded")
+    with ExitStack() as stack:
+        overrides: dict[str, Any] = {}
+        if shape == "distributed":
+            # Alerts live in the metadata database: a schema of its own keeps other tests' alerts out.
+            overrides = {**distributed_overrides(), "database_url": stack.enter_context(postgres_schema())}
+        running = start_logflow(make_settings(**ALERT_SETTINGS, **overrides))
+        ensure_alert_routes(running.client.app)
+        try:
+            yield running
+        finally:
+            stop_logflow(running)
+            if shape == "distributed":
+                drop_distributed_resources(running.runtime.settings, running.runtime.queue)
+
+
+# The rules evaluated against OpenSearch (count, counts per group, sample logs) as well.
+BOTH_SHAPES = pytest.mark.parametrize(
+    "flow", ["embedded", pytest.param("distributed", marks=pytest.mark.distributed)], indirect=True
+)
 
 
 @pytest.fixture
@@ -124,6 +147,7 @@ def webhook(hook: HttpReceiver, **extra: Any) -> dict[str, Any]:
     return {"notification_channel": "webhook", "notification_config": {"url": f"{hook.url}/hook", **extra}}
 
 
+@BOTH_SHAPES
 def test_fires_once_notifies_once_then_resolves_with_a_resolved_notice(
     flow: LogFlow, hook: HttpReceiver, engines: Callable[..., AlertEngine]
 ) -> None:
@@ -195,6 +219,7 @@ def test_reminders_follow_repeat_interval_until_acknowledged(
     assert hook.wait_for(3)[2].json()["kind"] == "resolved"
 
 
+@BOTH_SHAPES
 def test_group_by_service_tracks_each_group(
     flow: LogFlow, hook: HttpReceiver, engines: Callable[..., AlertEngine]
 ) -> None:
@@ -211,6 +236,7 @@ def test_group_by_service_tracks_each_group(
     assert by_group["payment-service"]["search"]["services"] == ["payment-service"]
 
 
+@BOTH_SHAPES
 def test_less_than_catches_a_service_that_went_silent(
     flow: LogFlow, hook: HttpReceiver, engines: Callable[..., AlertEngine]
 ) -> None:
