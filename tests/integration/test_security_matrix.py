@@ -157,6 +157,8 @@ POLICY: dict[tuple[str, str], Call] = {
     ("GET", "/api/v1/pipeline/status"): Call("read"),
     ("GET", "/api/v1/pipeline/dead-letters"): Call("read"),
     ("POST", "/api/v1/ingest"): Call("ingest", json=lambda ctx: {"message": "matrix"}),
+    ("POST", "/_bulk"): Call("ingest", json=lambda ctx: {"index": {}}),
+    ("POST", "/{index}/_bulk"): Call("ingest", json=lambda ctx: {"index": {}}, path=lambda ctx: {"index": "mx"}),
     ("GET", "/api/v1/logs/search"): Call("read"),
     ("POST", "/api/v1/logs/search"): Call("read", json=lambda ctx: {}),
     ("GET", "/api/v1/logs/recent"): Call("read"),

@@ -6,16 +6,17 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from logflow import __version__
 from logflow.api.deps import RuntimeDep
 from logflow.api.routes._json import json_response
-from logflow.auth.deps import AdminUser, AuthDep, ReadAccess, audit
+from logflow.auth.deps import AdminUser, AuthDep, ReadAccess, audit, resolve_principal
 from logflow.auth.service import AuthService
 from logflow.db.engine import ping
+from logflow.ingest.protocols import elasticsearch as es_protocol
 from logflow.runtime import Runtime
 from logflow.status import pipeline_status
 
@@ -70,11 +71,26 @@ def security_warnings(auth: AuthService) -> list[str]:
 
 
 @router.get("/")
-async def root(request: Request) -> dict[str, Any]:
-    """Name, version and where to go next."""
-    return {
-        "name": "LogFlow",
-        "version": __version__,
+@router.head("/", include_in_schema=False)
+async def root(request: Request, runtime: RuntimeDep) -> Response:
+    """Name, version and where to go next; also Elasticsearch's ``GET /`` info for shippers.
+
+    ``name``, ``cluster_name``, ``cluster_uuid``, ``version.number`` and ``tagline`` are what
+    Elasticsearch answers (shippers read ``version.number``); ``version.logflow`` is LogFlow's own
+    version. Anonymous, but wrong credentials are a 401 in ES's shape (as Elasticsearch does), so a
+    shipper with a bad API key fails its connection check instead of its first batch.
+    """
+    try:
+        await resolve_principal(request)
+    except HTTPException as exc:
+        error = es_protocol.error_body(exc.status_code, "security_exception", str(exc.detail))
+        response = json_response(error, exc.status_code, es_protocol.PRODUCT_HEADERS)
+        for challenge in es_protocol.CHALLENGES:
+            response.headers.append("WWW-Authenticate", challenge)
+        return response
+    body = es_protocol.info_body(es_protocol.deployment_uuid(runtime.settings))
+    body["version"]["logflow"] = __version__
+    body.update({
         "docs": str(request.url_for("swagger_ui_html")),
         "redoc": "/redoc",
         "health": "/health",
@@ -83,8 +99,10 @@ async def root(request: Request) -> dict[str, Any]:
             "recent": "/api/v1/logs/recent?limit=5",
             "metrics": "/api/v1/metrics/overview",
             "ingest": "/api/v1/ingest",
+            "elasticsearch_bulk": "/_bulk",
         },
-    }
+    })
+    return json_response(body, headers=es_protocol.PRODUCT_HEADERS)
 
 
 @router.get("/api/v1/cache/stats", tags=["cache"])
