@@ -158,6 +158,8 @@ POLICY: dict[tuple[str, str], Call] = {
     ("GET", "/api/v1/pipeline/dead-letters"): Call("read"),
     ("POST", "/api/v1/ingest"): Call("ingest", json=lambda ctx: {"message": "matrix"}),
     ("POST", "/_bulk"): Call("ingest", json=lambda ctx: {"index": {}}),
+    ("POST", "/v1/logs"): Call("ingest", json=lambda ctx: {"resourceLogs": []}),
+    ("POST", "/loki/api/v1/push"): Call("ingest", json=lambda ctx: {"streams": []}),
     ("POST", "/{index}/_bulk"): Call("ingest", json=lambda ctx: {"index": {}}, path=lambda ctx: {"index": "mx"}),
     ("GET", "/api/v1/logs/search"): Call("read"),
     ("POST", "/api/v1/logs/search"): Call("read", json=lambda ctx: {}),
