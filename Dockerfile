@@ -50,7 +50,8 @@ VOLUME /data
 WORKDIR /home/logflow
 USER logflow:logflow
 
-EXPOSE 8000
+# HTTP (API and HTTP ingest protocols), syslog TCP+UDP, GELF UDP.
+EXPOSE 8000 5514/tcp 5514/udp 12201/udp
 
 # slim has no curl: ask /health with the standard library. Exit 1 on 503 (unhealthy) or no answer.
 # Only the HTTP roles (serve, api) answer; docker-compose.yml disables this check for the others.

@@ -2,7 +2,8 @@
 
 rsyslog, the OpenTelemetry SDK, GELF and Loki clients and the file shipper speak real HTTP: they
 need a listening socket. ``serve_app`` runs uvicorn in a thread on a free loopback port and yields
-its base URL; the app's lifespan (and so any protocol listeners it starts) runs as in production.
+its base URL; the app's lifespan (and so any protocol listeners it starts) runs as in production,
+with the same HTTP protocol class as ``logflow serve``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 import uvicorn
 
+from logflow.api.routes.gelf import half_close_tolerant_http
+
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
     """A port that is free right now for ``kind`` (TCP by default)."""
@@ -28,7 +31,9 @@ def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
 def serve_app(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
     """Run ``app`` under uvicorn in a background thread; yields ``http://host:port``."""
     port = free_port(host=host)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    # The HTTP protocol `logflow serve` uses (it serves GELF clients that half-close after sending).
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
+                            http=half_close_tolerant_http())
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()

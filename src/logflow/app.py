@@ -9,14 +9,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from logflow import __version__
-from logflow.api import security
-from logflow.api.routes import admin, alerts, auth, ingest, logs, metrics, system
+from logflow.api import docs_pages, security
+from logflow.api.routes import admin, alerts, auth, elasticsearch, gelf, ingest, logs, loki, metrics, otlp, system
 from logflow.auth import startup
 from logflow.auth.deps import rate_limit_request
 from logflow.auth.errors import AuthError
 from logflow.auth.service import AuthService
 from logflow.backends.errors import BackendUnavailable, QueueFull, StorageFull
 from logflow.ingest.decode import BodyError
+from logflow.ingest.listeners import Listeners
 from logflow.runtime import Runtime
 
 log = logging.getLogger("logflow.api")
@@ -70,22 +71,26 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": "; ".join(problems), "errors": errors}, status_code=422)
 
 
-def create_app(runtime: Runtime) -> FastAPI:
+def create_app(runtime: Runtime, listeners: Listeners | None = None) -> FastAPI:
     """An app serving ``runtime``'s backends; the caller owns the runtime's lifetime.
 
     Runs the start-up security checks first: raises ``StartupRefused`` (production with a weak
-    secret or admin password, CORS ``*`` with credentials) before anything listens.
+    secret or admin password, CORS ``*`` with credentials) before anything listens. ``listeners``
+    (syslog, GELF) run while the app runs (its lifespan); without them nothing binds their ports.
     """
     auth_service = AuthService.for_runtime(runtime)
     report = startup.prepare(runtime)
     # Every request is charged to the API rate limit of its principal (or address).
     app = FastAPI(title="LogFlow", version=__version__, description=DESCRIPTION,
-                  dependencies=[Depends(rate_limit_request)])
+                  dependencies=[Depends(rate_limit_request)], docs_url=None, redoc_url=None,
+                  lifespan=listeners.lifespan if listeners else None)  # syslog/GELF listeners run with the app
+    docs_pages.install(app)  # /docs and /redoc with bundled assets (no CDN)
     app.state.runtime = runtime
     app.state.auth = auth_service
     app.state.startup = report
+    app.state.listeners = listeners
     install_error_handlers(app)
-    for module in (system, auth, admin, ingest, logs, metrics, alerts):
+    for module in (system, auth, admin, ingest, logs, metrics, alerts, elasticsearch, otlp, loki, gelf):
         app.include_router(module.router)
     security.install(app, runtime.settings)
     return app

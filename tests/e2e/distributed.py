@@ -34,6 +34,9 @@ def distributed_env(data_dir: Path, **extra: str) -> dict[str, str]:
             "LOGFLOW_DATA_DIR": str(data_dir),
             "LOGFLOW_INGEST_OPEN": "true",
             "LOGFLOW_PUBLIC_READ": "true",
+            # No syslog/GELF listeners: their fixed default ports would collide between processes.
+            "LOGFLOW_SYSLOG_PORT": "0",
+            "LOGFLOW_GELF_PORT": "0",
         }
     )
     env.update(extra)

@@ -32,7 +32,9 @@ class ServeProcess:
              *extra],
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
             # These tests are about durability, not auth: ingest open as `make run`'s demo has it.
-            env={**os.environ, "LOGFLOW_INGEST_OPEN": "true", **(env or {})},
+            # No syslog/GELF listeners: their fixed default ports would collide between tests.
+            env={**os.environ, "LOGFLOW_INGEST_OPEN": "true", "LOGFLOW_SYSLOG_PORT": "0", "LOGFLOW_GELF_PORT": "0",
+                 **(env or {})},
         )
 
     def wait_healthy(self, timeout: float = 30.0) -> None:

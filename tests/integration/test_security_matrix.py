@@ -160,6 +160,7 @@ POLICY: dict[tuple[str, str], Call] = {
     ("POST", "/_bulk"): Call("ingest", json=lambda ctx: {"index": {}}),
     ("POST", "/v1/logs"): Call("ingest", json=lambda ctx: {"resourceLogs": []}),
     ("POST", "/loki/api/v1/push"): Call("ingest", json=lambda ctx: {"streams": []}),
+    ("POST", "/gelf"): Call("ingest", json=lambda ctx: {"short_message": "matrix", "host": "mx"}),
     ("POST", "/{index}/_bulk"): Call("ingest", json=lambda ctx: {"index": {}}, path=lambda ctx: {"index": "mx"}),
     ("GET", "/api/v1/logs/search"): Call("read"),
     ("POST", "/api/v1/logs/search"): Call("read", json=lambda ctx: {}),

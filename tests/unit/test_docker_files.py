@@ -272,11 +272,15 @@ def test_published_ports_are_loopback_only() -> None:
             if isinstance(port, dict):
                 host_ip, host_port = port.get("host_ip", ""), int(port["published"])
             else:
-                *ip, host_port_s, _container = str(port).split(":")
+                *ip, host_port_s, container = str(port).split(":")
                 host_ip, host_port = (ip[0] if ip else ""), int(host_port_s)
+                if container.endswith("/udp"):
+                    host_port = -host_port  # UDP and TCP on one port number are two publications
             assert host_ip == "127.0.0.1", f"{name}: {port} is open beyond localhost (no auth yet)"
             published[host_port] = name
     assert {8000: "api", 9200: "opensearch", 5601: "opensearch-dashboards"}.items() <= published.items()
+    # The protocol listeners the api process runs: syslog TCP and UDP, GELF UDP (docs/protocols/).
+    assert {5514: "api", -5514: "api", -12201: "api"}.items() <= published.items()
     assert not SERVICES["processor"].get("ports"), "a scaled service cannot publish a fixed port"
 
 
@@ -355,7 +359,7 @@ def test_dockerfile() -> None:
     assert any("--uid 10001" in run and user in run for run in by_kind["RUN"])
     assert json.loads(by_kind["ENTRYPOINT"][-1]) == ["logflow"]
     assert json.loads(by_kind["CMD"][-1]) == ["serve"]
-    assert "8000" in " ".join(by_kind["EXPOSE"]).split()
+    assert {"8000", "5514/tcp", "5514/udp", "12201/udp"} <= set(" ".join(by_kind["EXPOSE"]).split())
     assert "/data" in by_kind["VOLUME"][-1]
     env = " ".join(by_kind["ENV"])
     assert "LOGFLOW_DATA_DIR=/data" in env and "LOGFLOW_HOST=0.0.0.0" in env

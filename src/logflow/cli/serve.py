@@ -18,9 +18,11 @@ import uvicorn
 from fastapi import FastAPI
 
 from logflow.alerting import run_engine
+from logflow.api.routes.gelf import half_close_tolerant_http
 from logflow.app import create_app
 from logflow.auth.errors import StartupRefused
 from logflow.cli.common import load, settings_options, setup_logging
+from logflow.ingest.listeners import ListenerConfig, ListenerError, Listeners
 from logflow.ingest.processor import Processor
 from logflow.runtime import Runtime
 from logflow.settings import Settings
@@ -90,14 +92,21 @@ def _demo_loop(runtime: Runtime, stop: threading.Event, rate: float) -> None:
 
 
 def build_app(runtime: Runtime, *, ssl_certfile: str | None, ssl_keyfile: str | None) -> FastAPI:
-    """The app after the start-up security checks; a refused start exits with status 2 and the reasons."""
+    """The app after the start-up security checks; a refused start exits with status 2 and the reasons.
+
+    The syslog/GELF listeners bind their ports here, before the server and the processor start, so a
+    port in use stops start-up with a message naming the port and the setting to change.
+    """
     settings = runtime.settings
     if bool(ssl_certfile) != bool(ssl_keyfile):
         runtime.close()
         raise click.UsageError("--ssl-certfile and --ssl-keyfile go together")
+    listeners = Listeners(runtime.pipeline, ListenerConfig.from_settings(settings))
     try:
-        app = create_app(runtime)
-    except StartupRefused as exc:
+        app = create_app(runtime, listeners=listeners)  # the security checks first
+        listeners.bind()
+    except (StartupRefused, ListenerError) as exc:
+        listeners.release()
         runtime.close()
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -109,9 +118,18 @@ def build_app(runtime: Runtime, *, ssl_certfile: str | None, ssl_keyfile: str | 
 
 def serve_api(settings: Settings, app: FastAPI, *, ssl_certfile: str | None, ssl_keyfile: str | None,
               access_log: bool) -> None:
+    # half_close_tolerant_http: GELF HTTP clients (graypy, pygelf) close without reading the answer.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=access_log,
-                ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, timeout_graceful_shutdown=10)
+                ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, timeout_graceful_shutdown=10,
+                http=half_close_tolerant_http())
 
+
+listener_options = [
+    click.option("--syslog-port", type=click.IntRange(0, 65535), default=None,
+                 help="Syslog UDP+TCP port, 0 = off [env LOGFLOW_SYSLOG_PORT; default 5514]"),
+    click.option("--gelf-port", type=click.IntRange(0, 65535), default=None,
+                 help="GELF UDP port, 0 = off [env LOGFLOW_GELF_PORT; default 12201]"),
+]
 
 tls_options = [
     click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False), default=None, help="TLS certificate"),
@@ -129,16 +147,24 @@ def with_tls(func: F) -> F:
     return func
 
 
+def with_listeners(func: F) -> F:
+    for option in reversed(listener_options):
+        func = option(func)
+    return func
+
+
 @click.command()
 @settings_options
 @click.option("--demo", is_flag=True, help="Also generate demo logs in-process (an hour of history, then live)")
 @click.option("--demo-rate", type=float, default=20.0, show_default=True, help="Demo events per second")
+@with_listeners
 @with_tls
 def serve(host: str | None, port: int | None, data_dir: Path | None, demo: bool, demo_rate: float,
-          ssl_certfile: str | None, ssl_keyfile: str | None, access_log: bool) -> None:
-    """Run everything in one command: API, processor (a child process), alerting engine, retention."""
+          syslog_port: int | None, gelf_port: int | None, ssl_certfile: str | None, ssl_keyfile: str | None,
+          access_log: bool) -> None:
+    """Run everything in one command: API, syslog/GELF listeners, processor (a child process), alerting, retention."""
     setup_logging()
-    settings = load(host=host, port=port, data_dir=data_dir)
+    settings = load(host=host, port=port, data_dir=data_dir, syslog_port=syslog_port, gelf_port=gelf_port)
     runtime = Runtime.build(settings)
     # The security checks run (and may refuse) before the processor child starts.
     app = build_app(runtime, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
@@ -164,12 +190,13 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, demo: bool,
 
 @click.command()
 @settings_options
+@with_listeners
 @with_tls
-def api(host: str | None, port: int | None, data_dir: Path | None, ssl_certfile: str | None,
-        ssl_keyfile: str | None, access_log: bool) -> None:
-    """Run only the HTTP API (distributed shape: run processors separately)."""
+def api(host: str | None, port: int | None, data_dir: Path | None, syslog_port: int | None, gelf_port: int | None,
+        ssl_certfile: str | None, ssl_keyfile: str | None, access_log: bool) -> None:
+    """Run the HTTP API and the syslog/GELF listeners (distributed shape: run processors separately)."""
     setup_logging()
-    settings = load(host=host, port=port, data_dir=data_dir)
+    settings = load(host=host, port=port, data_dir=data_dir, syslog_port=syslog_port, gelf_port=gelf_port)
     runtime = Runtime.build(settings)
     app = build_app(runtime, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     try:

@@ -127,9 +127,13 @@ async def cache_clear(
 
 
 @router.get("/api/v1/pipeline/status", tags=["pipeline"])
-async def status(runtime: RuntimeDep, _: ReadAccess) -> dict[str, Any]:
-    """Queue lag per partition, processor throughput, dead letters and store size."""
-    return await run_in_threadpool(pipeline_status, runtime)
+async def status(runtime: RuntimeDep, _: ReadAccess, request: Request) -> dict[str, Any]:
+    """Queue lag per partition, processor throughput, dead letters, store size and this process's
+    syslog/GELF listeners (address and counters each; empty when none runs here)."""
+    body = await run_in_threadpool(pipeline_status, runtime)
+    listeners = getattr(request.app.state, "listeners", None)
+    body["listeners"] = listeners.stats() if listeners is not None else {}
+    return body
 
 
 @router.get("/api/v1/pipeline/dead-letters", tags=["pipeline"])
