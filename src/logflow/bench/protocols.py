@@ -71,20 +71,20 @@ def encode_bulk(batch: list[dict[str, Any]]) -> bytes:
 
 
 def encode_otlp(batch: list[dict[str, Any]]) -> bytes:
-    """One ResourceLogs per service, as an SDK batch exporter sends them."""
+    """One ResourceLogs per service and host, as an SDK batch exporter sends them."""
     request = ExportLogsServiceRequest()
-    by_service: dict[str, Any] = {}
+    by_resource: dict[tuple[str, str], Any] = {}
     for e in batch:
-        scope_logs = by_service.get(e["service"])
+        scope_logs = by_resource.get((e["service"], e["host"]))
         if scope_logs is None:
             resource_logs = request.resource_logs.add()
-            resource_logs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(
-                string_value=e["service"])))
-            scope_logs = by_service[e["service"]] = resource_logs.scope_logs.add()
+            for key in ("service", "host"):  # resource attributes, as the OTel semantic conventions put them
+                resource_logs.resource.attributes.append(KeyValue(key=f"{key}.name", value=AnyValue(
+                    string_value=e[key])))
+            scope_logs = by_resource[(e["service"], e["host"])] = resource_logs.scope_logs.add()
         level = _level(e)
         record = LogRecord(time_unix_nano=_micros(e) * 1000, severity_number=_OTLP_SEVERITY[level],  # type: ignore[arg-type]
                            severity_text=level, body=AnyValue(string_value=e["message"]))
-        record.attributes.append(KeyValue(key="host.name", value=AnyValue(string_value=e["host"])))
         for key, value in e.get("metadata", {}).items():
             record.attributes.append(KeyValue(key=key, value=AnyValue(string_value=str(value))))
         scope_logs.log_records.append(record)
@@ -92,7 +92,10 @@ def encode_otlp(batch: list[dict[str, Any]]) -> bytes:
 
 
 def encode_syslog(batch: list[dict[str, Any]]) -> bytes:
-    """RFC 5424 messages with RFC 6587 octet counting, as rsyslog's omfwd sends over TCP."""
+    """RFC 5424 messages with RFC 6587 octet counting, as rsyslog's omfwd sends over TCP.
+
+    Syslog has no TRACE severity: TRACE travels as debug (7) and is stored as DEBUG.
+    """
     frames = []
     for e in batch:
         pri = 16 * 8 + _SYSLOG_SEVERITY[_level(e)]  # facility local0
