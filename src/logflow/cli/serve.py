@@ -21,6 +21,7 @@ from logflow.alerting import run_engine
 from logflow.api.routes.gelf import half_close_tolerant_http
 from logflow.app import create_app
 from logflow.auth.errors import StartupRefused
+from logflow.backends.errors import BackendUnavailable
 from logflow.cli.common import load, settings_options, setup_logging
 from logflow.ingest.listeners import ListenerConfig, ListenerError, Listeners
 from logflow.ingest.processor import Processor
@@ -89,6 +90,27 @@ def _demo_loop(runtime: Runtime, stop: threading.Event, rate: float) -> None:
     live = LogGenerator(GeneratorConfig(rate=rate))
     while not stop.wait(1.0):
         runtime.pipeline.submit_values(live.batch(max(1, int(rate))))
+
+
+def _start_kafka_source(runtime: Runtime, stop: threading.Event) -> threading.Thread | None:
+    """With LOGFLOW_KAFKA_SOURCE_TOPICS set, consume them in this process (the embedded queue has one writer).
+
+    Exits with status 2 when the source is misconfigured; None when no topics are set.
+    """
+    if not runtime.settings.kafka_source_topics:
+        return None
+    # Imported here: confluent-kafka is an optional extra the embedded install may not have.
+    from logflow.ingest.protocols.kafka_source import KafkaSource, SourceConfig, SourceConfigError
+
+    try:
+        source = KafkaSource(runtime, SourceConfig.from_settings(runtime.settings))
+    except (SourceConfigError, BackendUnavailable) as exc:
+        click.echo(f"error: Kafka source: {exc}", err=True)
+        runtime.close()
+        sys.exit(2)
+    thread = threading.Thread(target=source.run, args=(stop,), daemon=True, name="kafka-source")
+    thread.start()
+    return thread
 
 
 def build_app(runtime: Runtime, *, ssl_certfile: str | None, ssl_keyfile: str | None) -> FastAPI:
@@ -162,16 +184,20 @@ def with_listeners(func: F) -> F:
 def serve(host: str | None, port: int | None, data_dir: Path | None, demo: bool, demo_rate: float,
           syslog_port: int | None, gelf_port: int | None, ssl_certfile: str | None, ssl_keyfile: str | None,
           access_log: bool) -> None:
-    """Run everything in one command: API, syslog/GELF listeners, processor (a child process), alerting, retention."""
+    """Run everything in one command: API, syslog/GELF listeners, processor (a child process), alerting, retention.
+
+    With LOGFLOW_KAFKA_SOURCE_TOPICS (and LOGFLOW_KAFKA_SOURCE_URL) set, it also consumes those Kafka topics.
+    """
     setup_logging()
     settings = load(host=host, port=port, data_dir=data_dir, syslog_port=syslog_port, gelf_port=gelf_port)
     runtime = Runtime.build(settings)
     # The security checks run (and may refuse) before the processor child starts.
     app = build_app(runtime, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+    stop = threading.Event()
+    source_done = _start_kafka_source(runtime, stop)  # a bad source configuration stops start-up here
     ctx = multiprocessing.get_context("spawn")
     child = ctx.Process(target=_child_processor, args=(settings, os.getpid()), name="logflow-processor", daemon=True)
     child.start()
-    stop = threading.Event()
     # Alert rules are evaluated in this process; a lease keeps it to one evaluator per database.
     threading.Thread(target=run_engine, args=(runtime, stop), daemon=True, name="alerting").start()
     if demo:
@@ -183,6 +209,8 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, demo: bool,
         serve_api(settings, app, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, access_log=access_log)
     finally:
         stop.set()
+        if source_done is not None:
+            source_done.join(timeout=30)  # the in-flight batch is committed before the queue closes
         child.terminate()
         child.join(timeout=15)
         runtime.close()
