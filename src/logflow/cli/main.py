@@ -9,7 +9,9 @@ from logflow.cli.alerting import alerting
 from logflow.cli.bench import bench
 from logflow.cli.db import db
 from logflow.cli.generate import generate
+from logflow.cli.kafka_source import kafka_source
 from logflow.cli.serve import api, processor, serve
+from logflow.cli.ship import ship
 from logflow.cli.status import status
 from logflow.cli.users import api_keys_group, users_group
 
@@ -23,5 +25,6 @@ def cli() -> None:
     """
 
 
-for command in (serve, api, processor, status, generate, bench, db, users_group, api_keys_group, alerting):
+for command in (serve, api, processor, kafka_source, status, generate, bench, db, users_group, api_keys_group,
+                alerting, ship):
     cli.add_command(command)
