@@ -9,9 +9,6 @@ events are read back through the search API and compared field by field, counts 
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -23,7 +20,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import IN_CI, LogFlow, loghub_rows
+from tests.conftest import LogFlow, loghub_rows
+from tests.e2e.rsyslog import start_rsyslogd, stop_rsyslogd
 from tests.serving import free_port, serve_app
 
 SYSTEM = "Zookeeper"
@@ -65,19 +63,6 @@ input(type="imtcp" port="{tcp_port}" address="127.0.0.1" ruleset="to_logflow")
 """
 
 
-def rsyslogd_binary() -> str:
-    """rsyslogd's path; fails in CI (the test set-up installs it) and skips elsewhere when absent."""
-    found = shutil.which("rsyslogd") or next(
-        (p for p in ("/usr/sbin/rsyslogd", "/sbin/rsyslogd") if os.access(p, os.X_OK)), None
-    )
-    if found:
-        return found
-    message = "rsyslogd is not installed (apt-get install rsyslog rsyslog-elasticsearch)"
-    if IN_CI or os.environ.get("LOGFLOW_REQUIRE_DISTRIBUTED"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @dataclass
 class Rsyslog:
     tcp_port: int
@@ -89,32 +74,18 @@ class Rsyslog:
 @pytest.fixture
 def rsyslog(logflow: LogFlow, tmp_path: Path) -> Iterator[Rsyslog]:
     """rsyslogd forwarding to this test's LogFlow; stopped (SIGTERM, then SIGKILL) at the end."""
-    binary = rsyslogd_binary()
     with serve_app(logflow.client.app) as base_url:
         work = tmp_path / "rsyslog"
-        work.mkdir()
         tcp_port = free_port()
         errors = work / "es-errors.json"
-        conf = work / "rsyslog.conf"
-        conf.write_text(CONFIG.format(work=work, port=base_url.rsplit(":", 1)[1], key=logflow.ingest_key,
-                                      errors=errors, tcp_port=tcp_port))
-        check = subprocess.run([binary, "-N1", "-f", str(conf)], capture_output=True, text=True, timeout=60)
-        assert check.returncode == 0, f"rsyslog rejected the config:\n{check.stdout}\n{check.stderr}"
-        log = work / "rsyslogd.out"
-        with log.open("wb") as out:
-            # -n: stay in the foreground; -i: our own pid file (never /run/rsyslogd.pid).
-            process = subprocess.Popen([binary, "-n", "-f", str(conf), "-i", str(work / "rsyslogd.pid")],
-                                       stdout=out, stderr=subprocess.STDOUT)
+        config = CONFIG.format(work=work, port=base_url.rsplit(":", 1)[1], key=logflow.ingest_key, errors=errors,
+                               tcp_port=tcp_port)
+        process, log = start_rsyslogd(config, work)
         try:
             wait_for_listener(tcp_port, process, log)
             yield Rsyslog(tcp_port=tcp_port, errors=errors, process=process, log=log)
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop_rsyslogd(process)
 
 
 def wait_for_listener(port: int, process: subprocess.Popen[bytes], log: Path) -> None:

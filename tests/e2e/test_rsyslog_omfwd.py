@@ -11,9 +11,6 @@ format over TCP with newline framing. Events are read back through the search AP
 from __future__ import annotations
 
 import calendar
-import os
-import shutil
-import signal
 import subprocess
 import time
 from collections import Counter
@@ -22,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI, LogFlow, loghub_rows
+from tests.conftest import LogFlow, loghub_rows
+from tests.e2e.rsyslog import start_rsyslogd, stop_rsyslogd
 from tests.integration.test_protocol_syslog import free_udp_tcp_port, listening, search
 
 HOSTNAME = "rsyslog-e2e"
@@ -42,50 +40,22 @@ FORMS = {
 }
 
 
-def rsyslogd_binary() -> str:
-    """rsyslogd's path; fails in CI (the test set-up installs it) and skips elsewhere when absent."""
-    found = shutil.which("rsyslogd") or next(
-        (p for p in ("/usr/sbin/rsyslogd", "/sbin/rsyslogd") if os.access(p, os.X_OK)), None)
-    if found:
-        return found
-    message = "rsyslogd is not installed (apt-get install rsyslog)"
-    if IN_CI or os.environ.get("LOGFLOW_REQUIRE_DISTRIBUTED"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 RunRsyslog = Callable[[str, str, Path, str, str, str], None]
 
 
 @pytest.fixture
 def run_rsyslog(tmp_path: Path) -> Iterator[RunRsyslog]:
     """Starts rsyslogd with one imfile input forwarding by ``omfwd``; stopped (TERM, then KILL) at the end."""
-    binary = rsyslogd_binary()
-    processes: list[tuple[subprocess.Popen[bytes], Path]] = []
+    processes: list[subprocess.Popen[bytes]] = []
 
     def start(action: str, port: str, logfile: Path, tag: str, facility: str, severity: str) -> None:
-        work = tmp_path / f"rsyslog-{len(processes)}"
-        work.mkdir()
-        conf = work / "rsyslog.conf"
-        conf.write_text(CONFIG.format(work=work, hostname=HOSTNAME, port=port, action=action, logfile=logfile,
-                                      tag=tag, facility=facility, severity=severity))
-        check = subprocess.run([binary, "-N1", "-f", str(conf)], capture_output=True, text=True, timeout=60)
-        assert check.returncode == 0, f"rsyslog rejected the config:\n{check.stdout}\n{check.stderr}"
-        out = work / "rsyslogd.out"
-        with out.open("wb") as sink:
-            # -n: foreground; -i: our own pid file (never the system's).
-            process = subprocess.Popen([binary, "-n", "-f", str(conf), "-i", str(work / "rsyslogd.pid")],
-                                       stdout=sink, stderr=subprocess.STDOUT)
-        processes.append((process, out))
+        config = CONFIG.format(work=tmp_path / f"rsyslog-{len(processes)}", hostname=HOSTNAME, port=port,
+                               action=action, logfile=logfile, tag=tag, facility=facility, severity=severity)
+        processes.append(start_rsyslogd(config, tmp_path / f"rsyslog-{len(processes)}")[0])
 
     yield start
-    for process, _ in processes:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    for process in processes:
+        stop_rsyslogd(process)
 
 
 def wait_for(flow: LogFlow, service: str, count: int, rsyslog_out: Path, timeout: float = 90) -> None:

@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
+from logflow.bench.measure import IngestResult
 from logflow.domain.levels import parse_level
 
 PROTOCOLS = ("native", "bulk", "otlp", "syslog-tcp")
@@ -31,20 +32,9 @@ _SYSLOG_SEVERITY = {"TRACE": 7, "DEBUG": 7, "INFO": 6, "WARN": 4, "ERROR": 3, "C
 
 
 @dataclass
-class ProtocolResult:
-    protocol: str
-    events: int
-    wire_bytes: int
-    acked_s: float
-    searchable_s: float
-
-    @property
-    def acked_rate(self) -> float:
-        return self.events / self.acked_s
-
-    @property
-    def searchable_rate(self) -> float:
-        return self.events / self.searchable_s
+class ProtocolResult(IngestResult):
+    protocol: str = ""
+    wire_bytes: int = 0
 
 
 def _level(event: dict[str, Any]) -> str:
@@ -205,4 +195,5 @@ def run_protocol(protocol: str, url: str, syslog: tuple[str, int] | None, batche
         taken = _ingest_counter(client) - before
     if taken != events:
         raise RuntimeError(f"{protocol}: the server accepted {taken} of {events} events")
-    return ProtocolResult(protocol, events, sum(len(b) for b in bodies), acked, searchable)
+    return ProtocolResult(events, acked, searchable, rejected=0, retries=0, protocol=protocol,
+                          wire_bytes=sum(len(b) for b in bodies))

@@ -56,7 +56,7 @@ def decompress(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
     return data
 
 
-def _loads(raw: bytes) -> tuple[object, list[str]]:
+def loads_json(raw: bytes) -> tuple[object, list[str]]:
     """Parse JSON; invalid UTF-8 is replaced (U+FFFD) and flagged instead of failing the item."""
     try:
         return orjson.loads(raw), []
@@ -81,7 +81,7 @@ def _ndjson(data: bytes, limits: IngestLimits) -> list[DecodedItem]:
             item.error = ItemError(413, f"line {line_no} is larger than {limits.max_event_bytes} bytes")
             continue
         try:
-            item.value, item.flags = _loads(line)
+            item.value, item.flags = loads_json(line)
         except orjson.JSONDecodeError as exc:
             item.error = ItemError(400, f"line {line_no} is not valid JSON: {exc}")
     return items
@@ -96,7 +96,7 @@ def decode_json_items(data: bytes, content_type: str | None, limits: IngestLimit
         items = _ndjson(data, limits)
     else:
         try:
-            parsed, flags = _loads(data)
+            parsed, flags = loads_json(data)
         except orjson.JSONDecodeError as exc:
             # Many shippers send NDJSON labelled application/json; accept it when it splits cleanly.
             if b"\n" in data.strip():

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from logflow.ingest.decode import INVALID_UTF8_FLAG, BodyError, DecodedItem
+from logflow.ingest.decode import BodyError, DecodedItem, loads_json
 from logflow.ingest.limits import IngestLimits
 from logflow.ingest.normalize import ItemError
 from logflow.ingest.pipeline import IngestOutcome
@@ -140,18 +140,6 @@ def xpack_body(cluster_id: str) -> dict[str, Any]:
 
 
 # -- bulk body ------------------------------------------------------------------------------------
-def _loads(raw: bytes) -> tuple[object, list[str]]:
-    """Parse one line; invalid UTF-8 is replaced (U+FFFD) and flagged, as on the native endpoint."""
-    try:
-        return orjson.loads(raw), []
-    except orjson.JSONDecodeError:
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return orjson.loads(raw.decode("utf-8", errors="replace")), [INVALID_UTF8_FLAG]
-        raise
-
-
 def _action_of(value: object, *, strict: bool) -> tuple[str, dict[str, Any]] | None:
     """``(action, metadata)`` when ``value`` is an action line; ``strict`` also requires known meta keys."""
     if not isinstance(value, dict) or len(value) != 1:
@@ -183,7 +171,7 @@ def parse_bulk(data: bytes, default_index: str | None, limits: IngestLimits) -> 
         if len(items) >= limits.max_batch_events:
             raise BodyError(413, f"bulk request has more than {limits.max_batch_events} actions")
         try:
-            parsed = _action_of(_loads(raw)[0], strict=False)
+            parsed = _action_of(loads_json(raw)[0], strict=False)
         except orjson.JSONDecodeError:
             parsed = None
         if parsed is None:
@@ -219,7 +207,7 @@ def parse_bulk(data: bytes, default_index: str | None, limits: IngestLimits) -> 
 
 def _is_strict_action(raw: bytes) -> bool:
     try:
-        return _action_of(_loads(raw)[0], strict=True) is not None
+        return _action_of(loads_json(raw)[0], strict=True) is not None
     except orjson.JSONDecodeError:
         return False
 
@@ -230,7 +218,7 @@ def _source_item(raw: bytes, line: int, item: BulkItem, limits: IngestLimits) ->
         decoded.error = ItemError(413, f"document on line {line} is larger than {limits.max_event_bytes} bytes")
         return decoded
     try:
-        source, decoded.flags = _loads(raw)
+        source, decoded.flags = loads_json(raw)
     except orjson.JSONDecodeError as exc:
         decoded.error = ItemError(400, f"failed to parse the document on line {line}: {exc}")
         return decoded
