@@ -8,6 +8,7 @@ each test gets its own index prefix, and its indices and template are deleted af
 from __future__ import annotations
 
 import random
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -401,3 +402,36 @@ def test_loghub_totals_are_identical_on_both_stores(loghub_embedded: LogStore,
         request = SearchRequest(LogFilter(text=parse_text_query(query)), limit=20)
         embedded, opensearch = loghub_embedded.search(request), loghub_opensearch.search(request)
         assert (embedded.total, ids(embedded.events)) == (opensearch.total, ids(opensearch.events)), query
+
+
+def test_reads_while_the_first_write_of_a_day_creates_its_partition(store: LogStore) -> None:
+    """Searches racing the creation of a new day's partition (a new daily index) answer, never fail.
+
+    Seen on OpenSearch: for ~100 ms after the first write of a day creates its index, a search
+    across the daily indices answered 503 "all shards failed" while the new shard was starting.
+    """
+    errors: list[BaseException] = []
+    answered = [0]
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                store.search(SearchRequest(LogFilter(), limit=5))
+                store.counts_by_service_level(LogFilter())
+                answered[0] += 1
+            except BaseException as exc:  # any failure is the finding
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for day in range(3):  # three new days: three new partitions created under the reader
+            put(store, [ev(f"d{day}-{i}", BASE + day * DAY + i * SECOND) for i in range(50)])
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not errors, errors[0]
+    assert answered[0] > 0
+    assert store.search(SearchRequest(LogFilter(), limit=1)).total == 150

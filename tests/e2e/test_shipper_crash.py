@@ -71,19 +71,19 @@ def test_kill9_mid_stream_and_restart_ships_every_line_exactly_once(logflow: Log
         thread = threading.Thread(target=writer, daemon=True)
         shipper = ShipProcess(command, output)
         thread.start()
-        for threshold in (400, 900):  # two crashes while lines keep coming (the second after the rotation)
-            wait_for(lambda t=threshold: written[0] >= t and stored_count(logflow, "hdfs") > 0,  # type: ignore[misc]
-                     f"{threshold} lines written")
-            shipper.kill9()
-            shipper = ShipProcess(command, output)
-        thread.join(60)
         try:
+            for threshold in (400, 900):  # two crashes while lines keep coming (the second after the rotation)
+                wait_for(lambda t=threshold: written[0] >= t and stored_count(logflow, "hdfs") > 0,  # type: ignore[misc]
+                         f"{threshold} lines written")
+                shipper.kill9()
+                shipper = ShipProcess(command, output)
+            thread.join(60)
             wait_for(lambda: stored_count(logflow, "hdfs") >= 1500, "all 1500 lines", timeout=120)
             # A second shipper on the same state directory is refused (it would corrupt the registry).
             locked = subprocess.run(command, capture_output=True, text=True, timeout=60)
             assert locked.returncode == 2 and "another logflow ship is using" in locked.stderr
         finally:
-            code = shipper.terminate()
+            code = shipper.terminate()  # also when the test fails: no shipper outlives it
         assert code == 0, output.read_text()[-3000:]
     assert_exactly_once(logflow, "hdfs", HDFS[:1500])
 

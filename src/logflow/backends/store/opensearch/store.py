@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from logflow.backends.errors import BackendError
+from logflow.backends.errors import BackendError, BackendUnavailable
 from logflow.backends.store.base import (
     TOTAL_HITS_CAP,
     BucketCount,
@@ -30,7 +31,7 @@ from logflow.domain.levels import Level
 from logflow.domain.query import LogFilter, SearchRequest
 
 from .bulk import BulkWriter, RetryPolicy
-from .client import RestClient, parse_store_url
+from .client import RestClient, error_reason, parse_store_url
 from .dsl import SEARCH_PARAMS, build_query, indices_for
 from .mapping import (
     DAY_US,
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 _COMPOSITE_PAGE = 1000
 _STATS_TIMEOUT_S = 5.0  # /health and `logflow status` must answer even when the cluster hangs
 _DELETE_BATCH = 50
+SHARD_START_WAIT_S = 3.0  # how long a search waits for the shards of a just-created daily index
 
 
 class OpenSearchStore:
@@ -97,12 +99,29 @@ class OpenSearchStore:
         return self._bulk.write(events)
 
     # -- reads ----------------------------------------------------------------------------
+    def _read(self, indices: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``_search``, riding out the moment a new daily index exists but its shards are not started.
+
+        The first write of a day creates that day's index; a search in the next ~100 ms fails with
+        503 "all shards failed" although nothing is wrong. Such answers are retried for up to
+        ``SHARD_START_WAIT_S``; any other failure, or a longer one, is raised as it is.
+        """
+        deadline = time.monotonic() + SHARD_START_WAIT_S
+        while True:
+            answer: dict[str, Any] = self._client.request(
+                "POST", f"/{indices}/_search", body, params=SEARCH_PARAMS, allow=(503,)
+            )
+            if "error" not in answer:
+                return answer
+            reason = error_reason(answer)
+            starting = reason.startswith("search_phase_execution_exception") and "all shards failed" in reason
+            if not starting or time.monotonic() >= deadline:
+                raise BackendUnavailable(f"{self._client.endpoint.display} answered 503: {reason}")
+            time.sleep(0.05)
+
     def _search(self, flt: LogFilter, body: dict[str, Any]) -> dict[str, Any]:
         body["query"] = build_query(flt)
-        answer: dict[str, Any] = self._client.request(
-            "POST", f"/{indices_for(self.prefix, flt)}/_search", body, params=SEARCH_PARAMS
-        )
-        return answer
+        return self._read(indices_for(self.prefix, flt), body)
 
     def search(self, request: SearchRequest) -> SearchPage:
         order = "asc" if request.oldest_first else "desc"
@@ -128,7 +147,7 @@ class OpenSearchStore:
     def get(self, event_id: str) -> LogEvent | None:
         # Newest first, like the embedded store, should one id ever sit in two daily indices.
         body = {"query": {"ids": {"values": [event_id]}}, "size": 1, "sort": [{"ts_us": {"order": "desc"}}]}
-        answer = self._client.request("POST", f"/{pattern(self.prefix)}/_search", body, params=SEARCH_PARAMS)
+        answer = self._read(pattern(self.prefix), body)
         hits = answer.get("hits", {}).get("hits", [])
         return from_source(hits[0]["_source"]) if hits else None
 
