@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -57,6 +58,7 @@ def run_processor(settings: Settings, *, stop: threading.Event | None = None, in
         status_path=settings.data_dir / PROCESSOR_STATUS_FILE.replace(".json", f"{suffix}.json"),
     )
     log.info("processor %d started (queue=%s store=%s)", os.getpid(), runtime.queue.kind, runtime.store.kind)
+    freeze_startup_heap()
     try:
         processor.run(stop)
     finally:
@@ -138,8 +140,20 @@ def build_app(runtime: Runtime, *, ssl_certfile: str | None, ssl_keyfile: str | 
     return app
 
 
+def freeze_startup_heap() -> None:
+    """Move everything built at start-up (modules, OpenAPI and pydantic schemas, routes) out of the GC's reach.
+
+    A full collection otherwise walks those ~300k objects again and again: measured, it turned a 35 ms
+    1-minute timeseries into 127 ms whenever it struck. Requests allocate and free their own objects as
+    before; only the long-lived start-up heap is exempt.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def serve_api(settings: Settings, app: FastAPI, *, ssl_certfile: str | None, ssl_keyfile: str | None,
               access_log: bool) -> None:
+    freeze_startup_heap()
     # half_close_tolerant_http: GELF HTTP clients (graypy, pygelf) close without reading the answer.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=access_log,
                 ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, timeout_graceful_shutdown=10,
