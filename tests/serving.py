@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 
-from logflow.api.routes.gelf import half_close_tolerant_http
+from logflow.api.http_protocol import half_close_tolerant_http
 
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:

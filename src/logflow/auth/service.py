@@ -54,6 +54,11 @@ class AuthService:
         self._default_memo: dict[tuple[int, str], bool] = {}
         self._memo_lock = threading.Lock()
 
+    @property
+    def strict_passwords(self) -> bool:
+        """Production applies the strong-password rules to admins (users.check_password)."""
+        return self.settings.env == "production"
+
     @classmethod
     def for_runtime(cls, runtime: Runtime) -> AuthService:
         """Resolve the signing key (StartupRefused in production when it is weak) and build the service."""

@@ -6,7 +6,6 @@ bodies before the clock starts; then two HTTP clients (one per core) post them t
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 
@@ -15,6 +14,7 @@ import orjson
 
 from logflow.backends.store.opensearch.client import parse_store_url
 from logflow.backends.store.opensearch.mapping import index_name, index_template, pattern, template_name, to_document
+from logflow.bench.workers import in_parallel
 from logflow.domain.events import LogEvent
 from logflow.ingest.limits import IngestLimits
 from logflow.ingest.normalize import normalize
@@ -43,27 +43,16 @@ def bulk_ceiling(store_url: str, bodies: list[bytes], concurrency: int = 2) -> t
     with httpx.Client(base_url=endpoint.base_url, auth=endpoint.auth, timeout=120) as client:
         client.put(f"/_index_template/{template_name(prefix)}",
                    json=index_template(prefix, shards=1, replicas=0)).raise_for_status()
-        lock = threading.Lock()
-        todo = list(reversed(requests))
         errors: list[str] = []
 
-        def worker() -> None:
-            with httpx.Client(base_url=endpoint.base_url, auth=endpoint.auth, timeout=120) as own:
-                while True:
-                    with lock:
-                        if not todo:
-                            return
-                        payload = todo.pop()
-                    resp = own.post("/_bulk", content=payload, headers={"Content-Type": "application/x-ndjson"})
-                    if resp.status_code != 200 or resp.json().get("errors"):
-                        errors.append(resp.text[:300])
+        def send(own: httpx.Client, index: int) -> None:
+            resp = own.post("/_bulk", content=requests[index], headers={"Content-Type": "application/x-ndjson"})
+            if resp.status_code != 200 or resp.json().get("errors"):
+                errors.append(resp.text[:300])
 
         started = time.perf_counter()
-        threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        in_parallel(len(requests), concurrency,
+                    lambda: httpx.Client(base_url=endpoint.base_url, auth=endpoint.auth, timeout=120), send)
         elapsed = time.perf_counter() - started
         client.delete(f"/{pattern(prefix)}")
         client.delete(f"/_index_template/{template_name(prefix)}")

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from logflow.bench.workers import in_parallel
 from logflow.generator import GeneratorConfig, LogGenerator, to_ndjson
 
 DAY_US = 86_400_000_000
@@ -68,44 +69,27 @@ def ingest(url: str, data: Dataset, concurrency: int, headers: dict[str, str],
            progress: Callable[[int], None]) -> IngestResult:
     """Post every body with ``concurrency`` clients; wait until the pipeline lag is zero."""
     lock = threading.Lock()
-    next_body = [0]
     counts = {"rejected": 0, "retries": 0}
-    errors: list[str] = []
 
-    def worker() -> None:
-        with httpx.Client(base_url=url, timeout=120.0) as client:
-            while True:
+    def send(client: httpx.Client, index: int) -> None:
+        body = data.bodies[index]
+        while True:
+            resp = client.post("/api/v1/ingest", content=body,
+                               headers={"Content-Type": "application/x-ndjson", **headers})
+            if resp.status_code in (202, 207):
                 with lock:
-                    index = next_body[0]
-                    next_body[0] += 1
-                if index >= len(data.bodies):
-                    return
-                body = data.bodies[index]
-                while True:
-                    resp = client.post("/api/v1/ingest", content=body,
-                                       headers={"Content-Type": "application/x-ndjson", **headers})
-                    if resp.status_code in (202, 207):
-                        with lock:
-                            counts["rejected"] += resp.json()["rejected"]
-                        progress(body.count(b"\n") + 1)
-                        break
-                    if resp.status_code in (503, 507, 429):
-                        with lock:
-                            counts["retries"] += 1
-                        time.sleep(float(resp.headers.get("Retry-After", "1")))
-                        continue
-                    errors.append(f"HTTP {resp.status_code}: {resp.text[:200]}")
-                    return
+                    counts["rejected"] += resp.json()["rejected"]
+                progress(body.count(b"\n") + 1)
+                return
+            if resp.status_code not in (503, 507, 429):
+                raise RuntimeError(f"HTTP {resp.status_code}: {resp.text[:200]}")
+            with lock:
+                counts["retries"] += 1
+            time.sleep(float(resp.headers.get("Retry-After", "1")))
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_parallel(len(data.bodies), concurrency, lambda: httpx.Client(base_url=url, timeout=120.0), send)
     acked = time.perf_counter() - started
-    if errors:
-        raise RuntimeError(errors[0])
     with httpx.Client(base_url=url, timeout=30.0) as client:
         while client.get("/api/v1/pipeline/status").json()["queue"]["total_lag"] > 0:
             time.sleep(0.05)

@@ -10,7 +10,6 @@ wait for the pipeline to reach zero lag (searchable).
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from logflow.bench.measure import IngestResult
+from logflow.bench.workers import in_parallel
 from logflow.domain.levels import parse_level
 
 PROTOCOLS = ("native", "bulk", "otlp", "syslog-tcp")
@@ -115,59 +115,27 @@ def _wait_searchable(client: httpx.Client) -> None:
 
 def _post_all(url: str, path: str, media: str, bodies: list[bytes], concurrency: int,
               progress: Callable[[int], None], sizes: list[int]) -> None:
-    lock = threading.Lock()
-    cursor = [0]
-    errors: list[str] = []
+    def send(client: httpx.Client, index: int) -> None:
+        while True:
+            resp = client.post(path, content=bodies[index], headers={"Content-Type": media})
+            if resp.status_code not in (429, 503, 507):
+                break
+            time.sleep(float(resp.headers.get("Retry-After", "1")))  # backpressure: wait as told, resend
+        if resp.status_code >= 300 or (path == "/_bulk" and resp.json().get("errors")):
+            raise RuntimeError(f"{path}: HTTP {resp.status_code}: {resp.text[:300]}")
+        progress(sizes[index])
 
-    def worker() -> None:
-        with httpx.Client(base_url=url, timeout=120.0) as client:
-            while not errors:
-                with lock:
-                    index = cursor[0]
-                    cursor[0] += 1
-                if index >= len(bodies):
-                    return
-                while True:
-                    resp = client.post(path, content=bodies[index], headers={"Content-Type": media})
-                    if resp.status_code in (429, 503, 507):  # backpressure: wait as told, resend
-                        time.sleep(float(resp.headers.get("Retry-After", "1")))
-                        continue
-                    if resp.status_code >= 300 or (path == "/_bulk" and resp.json().get("errors")):
-                        errors.append(f"{path}: HTTP {resp.status_code}: {resp.text[:300]}")
-                    break
-                progress(sizes[index])
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise RuntimeError(errors[0])
+    in_parallel(len(bodies), concurrency, lambda: httpx.Client(base_url=url, timeout=120.0), send)
 
 
 def _send_syslog(address: tuple[str, int], bodies: list[bytes], concurrency: int,
                  progress: Callable[[int], None], sizes: list[int]) -> None:
     """Stream the frames over ``concurrency`` TCP connections (TCP flow control is the backpressure)."""
-    lock = threading.Lock()
-    cursor = [0]
+    def send(sock: socket.socket, index: int) -> None:
+        sock.sendall(bodies[index])
+        progress(sizes[index])
 
-    def worker() -> None:
-        with socket.create_connection(address, timeout=120) as sock:
-            while True:
-                with lock:
-                    index = cursor[0]
-                    cursor[0] += 1
-                if index >= len(bodies):
-                    return
-                sock.sendall(bodies[index])
-                progress(sizes[index])
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_parallel(len(bodies), concurrency, lambda: socket.create_connection(address, timeout=120), send)
 
 
 def run_protocol(protocol: str, url: str, syslog: tuple[str, int] | None, batches: list[list[dict[str, Any]]],

@@ -19,7 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from logflow.alerting import run_engine
-from logflow.api.routes.gelf import half_close_tolerant_http
+from logflow.api.http_protocol import half_close_tolerant_http
 from logflow.app import create_app
 from logflow.auth.errors import StartupRefused
 from logflow.backends.errors import BackendUnavailable

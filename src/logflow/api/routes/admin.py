@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from logflow.auth import audit, users
@@ -20,6 +21,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "not authenticated"},
     403: {"description": "admin role required"},
 }
+
+
+def _user_or_404(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise AuthError(404, f"no user {user_id}")
+    return user
 
 
 @router.get("/users", response_model=list[UserOut], responses=ERRORS)
@@ -48,7 +56,7 @@ async def create_user(body: AdminCreateUserIn, admin: AdminUser, request: Reques
                 password=body.password,
                 full_name=body.full_name,
                 is_admin=body.role == "admin",
-                strict=auth.settings.env == "production",
+                strict=auth.strict_passwords,
             )
             audit.record(
                 session,
@@ -80,9 +88,7 @@ async def update_user(
 
     def run() -> UserOut:
         with session_scope(auth.sessions) as session:
-            user = session.get(User, user_id)
-            if user is None:
-                raise AuthError(404, f"no user {user_id}")
+            user = _user_or_404(session, user_id)
             ip = client_ip(request)
             loses_admin = (
                 user.is_admin and user.is_active and ((body.role == "user") or body.is_active is False)
@@ -135,10 +141,8 @@ async def reset_password(
 
     def run() -> UserOut:
         with session_scope(auth.sessions) as session:
-            user = session.get(User, user_id)
-            if user is None:
-                raise AuthError(404, f"no user {user_id}")
-            users.set_password(session, user, body.password, strict=auth.settings.env == "production")
+            user = _user_or_404(session, user_id)
+            users.set_password(session, user, body.password, strict=auth.strict_passwords)
             audit.record(
                 session,
                 action="password_reset",

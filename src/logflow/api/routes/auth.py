@@ -42,10 +42,6 @@ def _token_only(principal: Principal) -> None:
         raise HTTPException(403, "use a user access token (not an API key) for this")
 
 
-def _strict(auth: AuthService) -> bool:
-    return auth.settings.env == "production"
-
-
 @router.post(
     "/register",
     status_code=201,
@@ -149,7 +145,7 @@ async def update_me(body: MeUpdateIn, principal: CurrentUser, request: Request, 
                     body.current_password, user.password_hash
                 ):
                     raise AuthError(403, "current_password is missing or wrong")
-                users.set_password(session, user, body.password, strict=_strict(auth))
+                users.set_password(session, user, body.password, strict=auth.strict_passwords)
                 audit.record(
                     session,
                     action="password_changed",

@@ -14,24 +14,22 @@ misconfigured shipper fails at its connection check rather than at its first bat
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
+from logflow.api.deps import get_runtime
 from logflow.api.routes._json import json_response
-from logflow.api.routes.ingest import read_body
+from logflow.api.routes._protocol import answering_route, ingest_body, read_body
 from logflow.api.routes.system import health_report
-from logflow.auth.deps import charge_ingest_bytes, require_ingest, resolve_principal
+from logflow.auth.deps import require_ingest, resolve_principal
 from logflow.auth.errors import AuthError
 from logflow.auth.principal import Principal
 from logflow.backends.errors import BackendUnavailable, QueueFull, StorageFull
-from logflow.ingest.decode import BodyError, decompress
+from logflow.ingest.decode import BodyError
 from logflow.ingest.protocols import elasticsearch as es
-from logflow.runtime import Runtime
 
 
 def es_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -49,7 +47,7 @@ def es_error(status: int, type_: str, reason: str, retry_after: int | None = Non
     return response
 
 
-def _as_es_error(exc: Exception) -> Response | None:
+def _as_es_error(_: Request, exc: Exception) -> Response | None:
     """The ES answer for an exception raised by a route or its dependencies (None: not ours to map)."""
     if isinstance(exc, BodyError):
         return es_error(exc.code, es.body_error_type(exc.code), exc.reason)
@@ -71,32 +69,9 @@ def _as_es_error(exc: Exception) -> Response | None:
     return None
 
 
-class EsRoute(APIRoute):
-    """Routes whose every answer, errors included, is Elasticsearch-shaped."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def es_handler(request: Request) -> Response:
-            try:
-                response = await handler(request)
-            except Exception as exc:  # re-raised below unless it maps to an ES answer
-                mapped = _as_es_error(exc)
-                if mapped is None:
-                    raise
-                return mapped
-            response.headers.update(es.PRODUCT_HEADERS)
-            return response
-
-        return es_handler
-
-
-router = APIRouter(tags=["elasticsearch"], route_class=EsRoute)
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+# Every answer, errors included, is Elasticsearch-shaped and carries its product header.
+router = APIRouter(tags=["elasticsearch"],
+                   route_class=answering_route(_as_es_error, success_headers=es.PRODUCT_HEADERS))
 
 
 async def probe_access(request: Request) -> Principal:
@@ -113,12 +88,9 @@ async def ingest_access(request: Request) -> Principal:
 async def _bulk(request: Request, default_index: str | None) -> Response:
     started = time.monotonic()
     principal = await ingest_access(request)
-    runtime = _runtime(request)
-    limits = runtime.pipeline.limits
-    body = await read_body(request, limits.max_body_bytes)
-    await run_in_threadpool(charge_ingest_bytes, request, principal, len(body))
-    data = decompress(body, request.headers.get("content-encoding"), limits.max_body_bytes)
-    items = es.parse_bulk(data, default_index, limits)
+    runtime = get_runtime(request)
+    data = await ingest_body(request, runtime, principal)
+    items = es.parse_bulk(data, default_index, runtime.pipeline.limits)
     batch = es.submitted(items)
     outcome = await run_in_threadpool(runtime.pipeline.submit, batch) if batch else None
     took = int((time.monotonic() - started) * 1000)
@@ -157,7 +129,7 @@ _HEALTH_COLOURS = {"healthy": "green", "degraded": "yellow", "unhealthy": "red"}
 
 
 async def _colour(request: Request) -> str:
-    _, report = await run_in_threadpool(health_report, _runtime(request))
+    _, report = await run_in_threadpool(health_report, get_runtime(request))
     return _HEALTH_COLOURS.get(str(report["status"]), "red")
 
 
@@ -197,14 +169,14 @@ async def cat_health(request: Request) -> Response:
 async def license_(request: Request) -> Response:
     """Beats' license check (they refuse the OSS distribution): an active basic license."""
     await probe_access(request)
-    return es_response(es.license_body(es.deployment_uuid(_runtime(request).settings)))
+    return es_response(es.license_body(es.deployment_uuid(get_runtime(request).settings)))
 
 
 @router.get("/_xpack", include_in_schema=False)
 async def xpack(request: Request) -> Response:
     """Beats 7.x license and feature check."""
     await probe_access(request)
-    return es_response(es.xpack_body(es.deployment_uuid(_runtime(request).settings)))
+    return es_response(es.xpack_body(es.deployment_uuid(get_runtime(request).settings)))
 
 
 # -- no-op management calls Filebeat makes during its default setup ---------------------------------
@@ -222,7 +194,7 @@ async def _missing(name: str, request: Request) -> Response:
 async def _acknowledge(name: str, request: Request) -> Response:
     """Accepted and ignored: LogFlow's mapping and retention are its own (LOGFLOW_RETENTION_DAYS)."""
     await ingest_access(request)
-    await read_body(request, _runtime(request).pipeline.limits.max_body_bytes)
+    await read_body(request, get_runtime(request).pipeline.limits.max_body_bytes)
     return es_response({"acknowledged": True})
 
 

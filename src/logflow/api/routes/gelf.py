@@ -6,13 +6,11 @@ plain or gzip/zlib-compressed: the magic bytes decide, since graypy and pygelf s
 every message was accepted. Bad input is a 400 with the reason.
 
 Those two clients also close the connection right after sending, without reading the answer;
-``half_close_tolerant_http()`` is the uvicorn protocol that still serves such a request.
+``logflow.api.http_protocol.half_close_tolerant_http()`` is the uvicorn protocol that still serves
+such a request.
 """
 
 from __future__ import annotations
-
-import asyncio
-from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -20,9 +18,9 @@ from starlette.requests import ClientDisconnect
 
 from logflow.api.deps import RuntimeDep
 from logflow.api.routes._json import json_response
-from logflow.api.routes.ingest import read_body
+from logflow.api.routes._protocol import ingest_body
 from logflow.api.schemas import ErrorResponse
-from logflow.auth.deps import IngestAccess, charge_ingest_bytes
+from logflow.auth.deps import IngestAccess
 from logflow.ingest.decode import BodyError
 from logflow.ingest.protocols.gelf import GelfError, gelf_http_items
 
@@ -50,10 +48,10 @@ async def gelf(request: Request, runtime: RuntimeDep, principal: IngestAccess) -
     """Ingest GELF 1.1 messages as Graylog's GELF HTTP input does (needs an ``ingest`` API key)."""
     limits = runtime.pipeline.limits
     try:
-        body = await read_body(request, limits.max_body_bytes)
+        # Not decoded here: GELF goes by magic bytes, not by the (often wrong) Content-Encoding.
+        body = await ingest_body(request, runtime, principal, decode=False)
     except ClientDisconnect:  # gone before its body arrived: there is nobody to answer
         return Response(status_code=400)
-    await run_in_threadpool(charge_ingest_bytes, request, principal, len(body))
     encodings = {part.strip().lower() for part in request.headers.get("content-encoding", "").split(",")}
     unknown = sorted(encodings - _KNOWN_ENCODINGS)
     if unknown:
@@ -75,37 +73,3 @@ async def gelf(request: Request, runtime: RuntimeDep, principal: IngestAccess) -
                          status_code=202)
 
 
-def half_close_tolerant_http() -> type[asyncio.Protocol]:
-    """uvicorn's HTTP protocol, except that a request whose client half-closed after sending it is served.
-
-    graypy's and pygelf's GELF HTTP handlers send their POST and close the socket without reading
-    the answer. Graylog serves such a request; stock uvicorn marks it disconnected and the body,
-    although received in full, is lost. This subclass keeps a half-closed connection open until the
-    answer to a completely received request is written, then closes it. A request whose body is
-    still incomplete at the half-close is a disconnect as before (nothing more can arrive).
-    """
-    base: Any
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
-    except ImportError:  # uvicorn without httptools: its h11 implementation
-        from uvicorn.protocols.http.h11_impl import H11Protocol as base
-
-    class HalfCloseTolerantHTTP(base):  # type: ignore[misc]
-        _close_after_response = False
-
-        def eof_received(self) -> bool | None:
-            # getattr: should a uvicorn release rename these internals, fall back to stock behaviour
-            # (tests/integration/test_protocol_gelf.py would then show the lost GELF HTTP messages).
-            cycle = getattr(self, "cycle", None)
-            if (cycle is not None and not getattr(cycle, "response_complete", True)
-                    and not getattr(cycle, "more_body", True)):
-                self._close_after_response = True
-                return True  # keep the transport: the answer can still be written
-            return None
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if self._close_after_response and not self.transport.is_closing():
-                self.transport.close()
-
-    return HalfCloseTolerantHTTP

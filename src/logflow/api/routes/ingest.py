@@ -7,26 +7,12 @@ from starlette.concurrency import run_in_threadpool
 
 from logflow.api.deps import RuntimeDep
 from logflow.api.routes._json import json_response
+from logflow.api.routes._protocol import ingest_body
 from logflow.api.schemas import ErrorResponse, IngestResponse
-from logflow.auth.deps import IngestAccess, charge_ingest_bytes
-from logflow.ingest.decode import BodyError, decode_json_items, decompress
+from logflow.auth.deps import IngestAccess
+from logflow.ingest.decode import decode_json_items
 
 router = APIRouter(tags=["ingest"])
-
-
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The raw body, refusing (413) as soon as it exceeds ``max_bytes`` instead of buffering it all."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise BodyError(413, f"body is larger than {max_bytes} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise BodyError(413, f"body is larger than {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @router.post(
@@ -50,10 +36,7 @@ async def ingest(request: Request, runtime: RuntimeDep, principal: IngestAccess)
     (and the NDJSON line number). A 2xx means the accepted events are durable in the queue.
     Needs an ``ingest`` API key or a user token unless LOGFLOW_INGEST_OPEN is on.
     """
-    limits = runtime.pipeline.limits
-    body = await read_body(request, limits.max_body_bytes)
-    await run_in_threadpool(charge_ingest_bytes, request, principal, len(body))
-    data = decompress(body, request.headers.get("content-encoding"), limits.max_body_bytes)
-    items = decode_json_items(data, request.headers.get("content-type"), limits)
+    data = await ingest_body(request, runtime, principal)
+    items = decode_json_items(data, request.headers.get("content-type"), runtime.pipeline.limits)
     outcome = await run_in_threadpool(runtime.pipeline.submit, items)
     return json_response(outcome.to_json(), status_code=outcome.http_status)

@@ -10,20 +10,16 @@ client to slow down (Loki's clients retry 429 and 5xx with backoff).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any
-
 from fastapi import APIRouter, HTTPException, Request, Response
-from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from logflow.api.routes.ingest import read_body
-from logflow.auth.deps import IngestAccess, charge_ingest_bytes
+from logflow.api.deps import get_runtime
+from logflow.api.routes._protocol import answering_route, ingest_body
+from logflow.auth.deps import IngestAccess
 from logflow.auth.errors import AuthError
 from logflow.backends.errors import BackendUnavailable, QueueFull, StorageFull
-from logflow.ingest.decode import BodyError, decompress
+from logflow.ingest.decode import BodyError
 from logflow.ingest.protocols import loki
-from logflow.runtime import Runtime
 
 
 def text_response(status: int, text: str, headers: dict[str, str] | None = None) -> Response:
@@ -31,7 +27,7 @@ def text_response(status: int, text: str, headers: dict[str, str] | None = None)
                     media_type="text/plain; charset=utf-8", headers=headers)
 
 
-def _as_text(exc: Exception) -> Response | None:
+def _as_text(_: Request, exc: Exception) -> Response | None:
     """Loki's plain-text answer for an exception from the route or its dependencies (None: not ours)."""
     if isinstance(exc, BodyError):
         return text_response(exc.code, exc.reason)
@@ -54,25 +50,8 @@ def _as_text(exc: Exception) -> Response | None:
     return None
 
 
-class LokiRoute(APIRoute):
-    """A route whose every answer, errors included, is a Loki-style plain-text response."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def loki_handler(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except Exception as exc:  # re-raised below unless it maps to a Loki answer
-                mapped = _as_text(exc)
-                if mapped is None:
-                    raise
-                return mapped
-
-        return loki_handler
-
-
-router = APIRouter(tags=["loki"], route_class=LokiRoute)
+# Every answer, errors included, is Loki-style plain text.
+router = APIRouter(tags=["loki"], route_class=answering_route(_as_text))
 
 
 @router.post(
@@ -91,13 +70,11 @@ async def push(request: Request, principal: IngestAccess) -> Response:
 
     Stream labels map to service/level/host, the rest stay attributes; see docs/protocols/loki.md.
     """
-    runtime: Runtime = request.app.state.runtime
+    runtime = get_runtime(request)
     limits = runtime.pipeline.limits
-    body = await read_body(request, limits.max_body_bytes)
-    await run_in_threadpool(charge_ingest_bytes, request, principal, len(body))
-    encoding = (request.headers.get("content-encoding") or "").strip().lower()
-    snappy = encoding == "snappy"
-    data = body if snappy else decompress(body, encoding, limits.max_body_bytes)
+    # snappy (the protobuf default) is undone by the parser, which knows the block format.
+    snappy = (request.headers.get("content-encoding") or "").strip().lower() == "snappy"
+    data = await ingest_body(request, runtime, principal, decode=not snappy)
     batch = await run_in_threadpool(loki.parse_push, data, request.headers.get("content-type"), snappy, limits)
     rejected: list[tuple[int, str]] = []
     if batch.items:

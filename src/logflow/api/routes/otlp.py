@@ -9,20 +9,16 @@ when LogFlow's rate limit, queue or disk asks the exporter to come back later.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any
-
 from fastapi import APIRouter, HTTPException, Request, Response
-from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from logflow.api.routes.ingest import read_body
-from logflow.auth.deps import IngestAccess, charge_ingest_bytes
+from logflow.api.deps import get_runtime
+from logflow.api.routes._protocol import answering_route, ingest_body
+from logflow.auth.deps import IngestAccess
 from logflow.auth.errors import AuthError
 from logflow.backends.errors import BackendUnavailable, QueueFull, StorageFull
-from logflow.ingest.decode import BodyError, decompress
+from logflow.ingest.decode import BodyError
 from logflow.ingest.protocols import otlp
-from logflow.runtime import Runtime
 
 
 def _reply_media(request: Request) -> str:
@@ -59,25 +55,8 @@ def _as_status(request: Request, exc: Exception) -> Response | None:
     return None
 
 
-class OtlpRoute(APIRoute):
-    """A route whose every answer, errors included, is an OTLP/HTTP response."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def otlp_handler(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except Exception as exc:  # re-raised below unless it maps to an OTLP answer
-                mapped = _as_status(request, exc)
-                if mapped is None:
-                    raise
-                return mapped
-
-        return otlp_handler
-
-
-router = APIRouter(tags=["opentelemetry"], route_class=OtlpRoute)
+# Every answer, errors included, is an OTLP/HTTP response in the request's encoding.
+router = APIRouter(tags=["opentelemetry"], route_class=answering_route(_as_status))
 
 
 @router.post(
@@ -100,11 +79,9 @@ async def export_logs(request: Request, principal: IngestAccess) -> Response:
     if media is None:
         raise BodyError(415, f"unsupported Content-Type {request.headers.get('content-type')!r}; "
                              f"OTLP/HTTP uses {otlp.PROTOBUF} or {otlp.JSON}")
-    runtime: Runtime = request.app.state.runtime
+    runtime = get_runtime(request)
     limits = runtime.pipeline.limits
-    body = await read_body(request, limits.max_body_bytes)
-    await run_in_threadpool(charge_ingest_bytes, request, principal, len(body))
-    data = decompress(body, request.headers.get("content-encoding"), limits.max_body_bytes)
+    data = await ingest_body(request, runtime, principal)
     # Decoding a large protobuf request is CPU work: keep it off the event loop.
     export, pre_errors = await run_in_threadpool(otlp.parse_request, data, media)
     items, where = await run_in_threadpool(otlp.to_items, export, pre_errors, limits)
