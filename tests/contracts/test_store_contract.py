@@ -23,6 +23,7 @@ from logflow.backends.store.embedded import EmbeddedStore
 from logflow.backends.store.opensearch import OpenSearchStore
 from logflow.backends.store.opensearch.client import parse_store_url
 from logflow.domain.events import LogEvent
+from logflow.domain.ids import new_ulid
 from logflow.domain.levels import Level, parse_level
 from logflow.domain.query import LogFilter, SearchRequest, TextQuery, parse_text_query
 from logflow.domain.text import tokenize
@@ -155,6 +156,50 @@ def test_writes_are_idempotent_by_id(store: LogStore) -> None:
     assert (result.stored, result.duplicates) == (5, 6)
     store.refresh()
     assert store.count(LogFilter()) == 25
+
+
+def test_every_shape_of_id_is_found_and_deduplicated(store: LogStore) -> None:
+    """Ids LogFlow generates (ULIDs of the event's millisecond) and any id a client sends.
+
+    The embedded store finds generated ids by time instead of through its id index, so both
+    kinds, and ULIDs that only look generated, must read back and deduplicate alike.
+    """
+    ts = BASE + 5 * SECOND + 123_456
+    events = [
+        ev(new_ulid(ts // 1000), ts, "generated"),
+        ev(new_ulid(ts // 1000 - 7), ts, "ULID of another millisecond"),
+        ev(new_ulid(ts // 1000).lower(), ts + 1, "lower-case ULID"),
+        ev(str(uuid.UUID(int=42)), ts + 2, "uuid"),
+        ev("order-77", ts + 3, "plain"),
+        ev(new_ulid((ts + DAY) // 1000), ts + DAY, "generated, next day"),
+    ]
+    put(store, events)
+    for event in events:
+        assert store.get(event.id) == event
+    assert store.get(new_ulid(ts // 1000)) is None  # same millisecond, other randomness
+    # Out of order: older than everything stored, then the whole set again in a shuffled batch.
+    older = ev(new_ulid((ts - MINUTE) // 1000), ts - MINUTE, "late")
+    assert store.write([older]).stored == 1
+    replay = [*events, older]
+    random.Random(3).shuffle(replay)
+    result = store.write(replay)
+    assert (result.stored, result.duplicates) == (0, len(replay))
+    store.refresh()
+    assert store.count(LogFilter()) == len(replay)
+
+
+def test_a_flood_sharing_one_timestamp_keeps_every_event(store: LogStore) -> None:
+    ts = BASE + 9 * SECOND  # 2,500 events stamped with the same microsecond, in three batches
+    events = [ev(new_ulid(ts // 1000), ts, f"burst {i}") for i in range(2_500)]
+    for start in range(0, len(events), 1_000):
+        put(store, events[start : start + 1_000])
+    assert store.count(LogFilter()) == 2_500
+    page = store.search(SearchRequest(LogFilter(), limit=1000))
+    assert {e.timestamp // 1000 for e in page.events} == {ts // 1000}  # still their millisecond
+    for event in (events[0], events[1_500], events[-1]):
+        found = store.get(event.id)
+        assert found is not None and found.message == event.message
+    assert store.write(events[::7]).duplicates == len(events[::7])
 
 
 # -- search ---------------------------------------------------------------------------------------

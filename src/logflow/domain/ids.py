@@ -19,3 +19,20 @@ def new_ulid(ms: int | None = None, entropy: bytes | None = None) -> str:
     value = (stamp << 80) | int.from_bytes(rand, "big")  # 128 bits; the 26 characters carry 130
     pairs = _PAIRS
     return "".join([pairs[(value >> shift) & 1023] for shift in _SHIFTS])
+
+
+_CROCKFORD_VALUES = {ch: i for i, ch in enumerate(_CROCKFORD)}
+
+
+def ulid_ms(text: str) -> int | None:
+    """The millisecond of a ULID as ``new_ulid`` writes it (26 upper-case characters); else None."""
+    if len(text) != 26 or text[0] > "7":
+        return None
+    ms = 0
+    values = _CROCKFORD_VALUES
+    for ch in text[:10]:
+        value = values.get(ch)
+        if value is None:
+            return None
+        ms = (ms << 5) | value
+    return ms

@@ -1,9 +1,12 @@
 """How events map to partitions and row ids.
 
-Each UTC day is one SQLite file. A row's id (``rid``) is ``(timestamp - day start) << 16 | seq``,
+Each UTC day is one SQLite file. A row's id (``rid``) is ``(timestamp - day start) << 10 | seq``,
 so row-id order is time order: FTS5 and the primary key answer "newest first" and time ranges
-by walking row ids, never by sorting. ``seq`` separates up to 65,536 events sharing one
-microsecond.
+by walking row ids, never by sorting. ``seq`` separates up to 1,024 events sharing one
+microsecond; the 1,025th moves to the next microsecond (so even a million events stamped with
+the same second keep their second, and their millisecond up to a million per millisecond).
+37 bits of microseconds in a day plus 10 keep every row id within SQLite's 6-byte integers,
+and the small row-id deltas keep the full-text index's posting lists short.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from datetime import UTC, datetime
 
 DAY_US = 86_400 * 1_000_000
 MINUTE_US = 60 * 1_000_000
-SEQ_BITS = 16
+SEQ_BITS = 10
 SEQ_MASK = (1 << SEQ_BITS) - 1
 SUFFIX = ".db"
 

@@ -9,17 +9,19 @@ from pathlib import Path
 from typing import Any
 
 from logflow.domain.events import CORRELATION_FIELDS, LogEvent
+from logflow.domain.ids import ulid_ms
 from logflow.domain.levels import Level
 from logflow.domain.query import LogFilter
 from logflow.domain.text import tokenize
 
-from .blocks import BLOCK_EVENTS, BlockCodec, BlockReader, Doc, hash64
+from .blocks import BLOCK_EVENTS, BlockCodec, BlockReader, Doc, id_hash, message_hash
 from .layout import DAY_US, MINUTE_US, SEQ_BITS, SEQ_MASK, rid_base, ts_of_rid
 from .sql import SCHEMA, Where, build_where
 
 _CHUNK = 500
+_MS_US = 1000
 # Bumped whenever the partition layout changes incompatibly; checked on every open.
-STORE_FORMAT = 3
+STORE_FORMAT = 4
 ROW_COLUMNS = "e.rid, e.level, e.svc, e.blk, e.slot"
 
 
@@ -114,33 +116,68 @@ class PartitionWriter:
         self._next_blk = 1 if next_blk is None else int(next_blk) + 1
 
     def _existing_ids(self, events: Sequence[LogEvent]) -> set[str]:
-        """Ids already stored: candidates by hash, confirmed against the stored document."""
-        by_hash = {hash64(e.id): e.id for e in events}
-        hashes = list(by_hash)
+        """Ids already stored: candidates by hash, confirmed against the stored document.
+
+        An id that is a ULID of the event's own millisecond can only be stored within that
+        millisecond's row ids, and not at all if they are all above the high-water mark: fresh
+        events in time order cost no lookup. Other ids go through the id index.
+        """
+        by_hash: dict[int, set[str]] = {}
+        in_time: list[tuple[int, int, LogEvent]] = []
+        for event in events:
+            ms = ulid_ms(event.id)
+            if ms is not None and ms == event.timestamp // _MS_US:
+                lo = rid_base(ms * _MS_US, self.day)
+                if lo <= self._high_water:
+                    in_time.append((lo, rid_base((ms + 1) * _MS_US, self.day) - 1, event))
+            else:
+                by_hash.setdefault(id_hash(event.id), set()).add(event.id)
         found: set[str] = set()
+        for lo, hi, event in in_time:
+            rows = self.conn.execute(
+                "SELECT blk, slot FROM events WHERE rid BETWEEN ? AND ? AND id_hash = ? AND id_in_time = 1",
+                (lo, hi, id_hash(event.id)),
+            )
+            if any(self.reader.doc(blk, slot).get("i") == event.id for blk, slot in rows):
+                found.add(event.id)
+        hashes = list(by_hash)
         for i in range(0, len(hashes), _CHUNK):
             chunk = hashes[i : i + _CHUNK]
-            sql = f"SELECT id_hash, blk, slot FROM events WHERE id_hash IN ({','.join('?' * len(chunk))})"
-            for id_hash, blk, slot in self.conn.execute(sql, chunk):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT id_hash, blk, slot FROM events WHERE id_hash IN ({marks}) AND id_in_time = 0"
+            for hashed, blk, slot in self.conn.execute(sql, chunk):
                 stored_id = self.reader.doc(blk, slot).get("i")
-                if stored_id == by_hash[id_hash]:
+                if stored_id in by_hash[hashed]:
                     found.add(stored_id)
         return found
 
     def _next_free(self, base: int, taken: dict[int, int]) -> int:
-        nxt = taken.get(base)
-        if nxt is None:
-            if base > self._high_water:
-                nxt = base
-            else:
-                top = self.conn.execute(
-                    "SELECT max(rid) FROM events WHERE rid BETWEEN ? AND ?", (base, base + SEQ_MASK)
-                ).fetchone()[0]
-                nxt = base if top is None else int(top) + 1
-        if nxt - base > SEQ_MASK:  # 65,536 events in one microsecond: spill into the next one
-            return self._next_free(base + SEQ_MASK + 1, taken)
-        taken[base] = nxt + 1
-        return nxt
+        """The first free row id at or after ``base`` (the event's microsecond, seq 0).
+
+        ``taken`` maps a microsecond's base to the next row id to try; once a microsecond is full
+        it points past it, so a flood of events sharing one timestamp walks each full microsecond
+        once per batch, not once per event.
+        """
+        start = base
+        while True:
+            nxt = taken.get(base)
+            if nxt is None:
+                if base > self._high_water:
+                    nxt = base
+                else:
+                    top = self.conn.execute(
+                        "SELECT max(rid) FROM events WHERE rid BETWEEN ? AND ?", (base, base + SEQ_MASK)
+                    ).fetchone()[0]
+                    nxt = base if top is None else int(top) + 1
+            if nxt - base <= SEQ_MASK:
+                taken[base] = nxt + 1
+                if start != base:
+                    taken[start] = nxt + 1
+                return nxt
+            # This microsecond is full: continue in the one ``nxt`` points into (at least the next).
+            following = max(base + SEQ_MASK + 1, (nxt >> SEQ_BITS) << SEQ_BITS)
+            taken[base] = following
+            base = following
 
     def write(self, events: Sequence[LogEvent]) -> tuple[int, int]:
         """Insert events not yet stored; returns (stored, duplicates). One transaction."""
@@ -159,7 +196,7 @@ class PartitionWriter:
         try:
             rows, fts, blocks = self._rows(fresh)
             conn.executemany("INSERT INTO blocks VALUES (?, ?)", blocks)
-            conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", rows)
+            conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", rows)
             conn.executemany("INSERT INTO events_fts(rowid, tokens) VALUES (?,?)", fts)
             rollup: Counter[tuple[int, str, int]] = Counter(
                 (e.timestamp // MINUTE_US, e.service, int(e.level)) for e in fresh
@@ -191,8 +228,11 @@ class PartitionWriter:
             for slot, event in enumerate(chunk):
                 rid = self._next_free(rid_base(event.timestamp, self.day), taken)
                 host = names.id_for("host", event.host) if event.host is not None else 0
-                rows.append((rid, hash64(event.id), int(event.level), names.id_for("service", event.service), host,
-                             hash64(event.message), blk, slot))
+                # In time only if the row also stayed in its millisecond (a flood can push it later).
+                ms = ulid_ms(event.id)
+                in_time = ms is not None and ms == event.timestamp // _MS_US == ts_of_rid(rid, self.day) // _MS_US
+                rows.append((rid, id_hash(event.id), int(event.level), names.id_for("service", event.service), host,
+                             message_hash(event.message), blk, slot, int(in_time)))
                 fts.append((rid, " ".join(tokenize(event.message))))
         return rows, fts, blocks
 
@@ -232,7 +272,20 @@ class PartitionReader:
         return [self.event(row) for row in self.conn.execute(sql, [*where.params, limit])]
 
     def get(self, event_id: str) -> LogEvent | None:
-        rows = self.conn.execute(f"SELECT {ROW_COLUMNS} FROM events e WHERE e.id_hash = ?", (hash64(event_id),))
+        hashed = id_hash(event_id)
+        ms = ulid_ms(event_id)
+        if ms is not None and ms * _MS_US // DAY_US == self.day:
+            # Ids LogFlow generated are found by their time (see PartitionWriter._existing_ids).
+            lo, hi = rid_base(ms * _MS_US, self.day), rid_base((ms + 1) * _MS_US, self.day) - 1
+            sql = (f"SELECT {ROW_COLUMNS} FROM events e "
+                   "WHERE e.rid BETWEEN ? AND ? AND e.id_hash = ? AND e.id_in_time = 1")
+            found = self._confirmed(self.conn.execute(sql, (lo, hi, hashed)), event_id)
+            if found is not None:
+                return found
+        sql = f"SELECT {ROW_COLUMNS} FROM events e WHERE e.id_hash = ? AND e.id_in_time = 0"
+        return self._confirmed(self.conn.execute(sql, (hashed,)), event_id)
+
+    def _confirmed(self, rows: sqlite3.Cursor, event_id: str) -> LogEvent | None:
         for row in rows:
             event = self.event(row)
             if event.id == event_id:
