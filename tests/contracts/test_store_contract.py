@@ -334,6 +334,28 @@ def test_histogram_buckets_align_to_the_interval(store: LogStore, flt: LogFilter
     assert sum(b.count for b in buckets) == store.count(flt)
 
 
+@pytest.mark.parametrize("interval_s", [None, 60, 3600, 7200])
+def test_aggregations_across_whole_hours_and_ragged_edges(store: LogStore, interval_s: int | None) -> None:
+    """Windows that start and end inside a minute, with whole hours between (hourly rollups)."""
+    hour = 60 * MINUTE
+    events = [ev(f"h{i}", BASE + i * 97 * SECOND + i % 1000, "tick", service=("api", "db")[i % 2],
+                 level=list(Level)[i % 6]) for i in range(230)]  # ~6.2 hours
+    put(store, events)
+    for flt in (LogFilter(start_us=BASE + 37 * MINUTE + 5 * SECOND + 3, end_us=BASE + 4 * hour + 12 * MINUTE + 7),
+                LogFilter(start_us=BASE + hour, end_us=BASE + 3 * hour, services=("db",)),
+                LogFilter(start_us=BASE + 59 * MINUTE, levels=(Level.WARN, Level.ERROR))):
+        chosen = [e for e in events if matches(e, flt)]
+        if interval_s is None:
+            counted = Counter((e.service, e.level) for e in chosen)
+            expected = [GroupCount(s, lv, n) for (s, lv), n in sorted(counted.items())]
+            assert store.counts_by_service_level(flt) == expected
+        else:
+            width = interval_s * SECOND
+            by_bucket = Counter(((e.timestamp // width) * width, e.level) for e in chosen)
+            buckets = [BucketCount(b, lv, n) for (b, lv), n in sorted(by_bucket.items())]
+            assert store.histogram(flt, interval_s) == buckets
+
+
 def test_top_messages_by_count_then_last_seen(store: LogStore) -> None:
     plan = [("disk full", "a", 5), ("disk full", "b", 2), ("timeout", "a", 5), ("oom killed", "c", 3),
             ("rare", "a", 1)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,9 @@ from logflow.domain.levels import Level
 from logflow.domain.query import LogFilter
 from logflow.domain.text import tokenize
 
+from . import rollup
 from .blocks import BLOCK_EVENTS, BlockCodec, BlockReader, Doc, id_hash, message_hash
-from .layout import DAY_US, MINUTE_US, SEQ_BITS, SEQ_MASK, rid_base, ts_of_rid
+from .layout import DAY_US, SEQ_BITS, SEQ_MASK, rid_base, ts_of_rid
 from .sql import SCHEMA, Where, build_where
 
 _CHUNK = 500
@@ -198,14 +198,7 @@ class PartitionWriter:
             conn.executemany("INSERT INTO blocks VALUES (?, ?)", blocks)
             conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", rows)
             conn.executemany("INSERT INTO events_fts(rowid, tokens) VALUES (?,?)", fts)
-            rollup: Counter[tuple[int, str, int]] = Counter(
-                (e.timestamp // MINUTE_US, e.service, int(e.level)) for e in fresh
-            )
-            conn.executemany(
-                "INSERT INTO rollup VALUES (?,?,?,?) "
-                "ON CONFLICT(minute, service, level) DO UPDATE SET count = count + excluded.count",
-                [(m, s, lv, n) for (m, s, lv), n in rollup.items()],
-            )
+            rollup.record(conn, fresh)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -314,22 +307,8 @@ class PartitionReader:
 
     def group_rollup(self, flt: LogFilter, first_minute: int, last_minute: int,
                      bucket_minutes: int | None) -> list[tuple[int, str, int, int]]:
-        """The same grouping from the per-minute rollups, for whole minutes [first, last]."""
-        conditions = ["minute BETWEEN ? AND ?"]
-        params: list[object] = [first_minute, last_minute]
-        if flt.services:
-            conditions.append(f"service IN ({','.join('?' * len(flt.services))})")
-            params += list(flt.services)
-        if flt.levels:
-            conditions.append(f"level IN ({','.join('?' * len(flt.levels))})")
-            params += [int(v) for v in flt.levels]
-        where = " AND ".join(conditions)
-        if bucket_minutes is None:
-            sql = f"SELECT 0, service, level, sum(count) FROM rollup WHERE {where} GROUP BY 2, 3"
-        else:
-            bucket = f"(minute / {bucket_minutes}) * {bucket_minutes * MINUTE_US}"
-            sql = f"SELECT {bucket}, '', level, sum(count) FROM rollup WHERE {where} GROUP BY 1, 3"
-        return list(self.conn.execute(sql, params))
+        """The same grouping from the rollups, for whole minutes [first, last]."""
+        return rollup.grouped(self.conn, flt, first_minute, last_minute, bucket_minutes)
 
     def top_messages(self, where: Where, limit: int) -> list[tuple[int, str, int, int]]:
         """(message hash, service, count, newest row id) of the most frequent messages."""
@@ -343,7 +322,7 @@ class PartitionReader:
         return "" if row is None else self.event(row).message
 
     def documents(self) -> int:
-        return int(self.conn.execute("SELECT coalesce(sum(count), 0) FROM rollup").fetchone()[0])
+        return rollup.documents(self.conn)
 
     def close(self) -> None:
         self.conn.close()

@@ -9,6 +9,7 @@ from logflow.domain.levels import ERROR_LEVELS, Level
 from logflow.domain.query import LogFilter, TextQuery
 from logflow.domain.text import TOKEN_INNER_CHARS
 
+from . import rollup
 from .blocks import encode_phrases
 
 _ALL_LEVELS = tuple(int(level) for level in Level)
@@ -44,14 +45,7 @@ CREATE TABLE IF NOT EXISTS names(id INTEGER PRIMARY KEY, kind TEXT NOT NULL, nam
 CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
     tokens, content='', columnsize=0, detail=none, tokenize="ascii tokenchars '{_TOKENCHARS}'"
 );
-CREATE TABLE IF NOT EXISTS rollup(
-    minute INTEGER NOT NULL,
-    service TEXT NOT NULL,
-    level INTEGER NOT NULL,
-    count INTEGER NOT NULL,
-    PRIMARY KEY(minute, service, level)
-) WITHOUT ROWID;
-"""
+{rollup.SCHEMA}"""
 
 
 def fts_expression(text: TextQuery) -> str:
