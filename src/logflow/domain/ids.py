@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -21,18 +22,14 @@ def new_ulid(ms: int | None = None, entropy: bytes | None = None) -> str:
     return "".join([pairs[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
-_CROCKFORD_VALUES = {ch: i for i, ch in enumerate(_CROCKFORD)}
+# A ULID as new_ulid writes it; int(..., 32) then reads the time after mapping Crockford's
+# alphabet onto Python's base-32 digits (C speed: this runs twice per stored event).
+_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
+_TO_BASE32 = str.maketrans(_CROCKFORD, "0123456789abcdefghijklmnopqrstuv")
 
 
 def ulid_ms(text: str) -> int | None:
     """The millisecond of a ULID as ``new_ulid`` writes it (26 upper-case characters); else None."""
-    if len(text) != 26 or text[0] > "7":
+    if len(text) != 26 or _ULID.fullmatch(text) is None:
         return None
-    ms = 0
-    values = _CROCKFORD_VALUES
-    for ch in text[:10]:
-        value = values.get(ch)
-        if value is None:
-            return None
-        ms = (ms << 5) | value
-    return ms
+    return int(text[:10].translate(_TO_BASE32), 32)
