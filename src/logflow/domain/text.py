@@ -317,11 +317,15 @@ def _cut(pattern: re.Pattern[str], skipped: re.Pattern[str], text: str, start: i
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased tokens of ``text`` in order (what OpenSearch's standard analyzer emits)."""
-    lowered = _java_lower(text)
-    pattern, skipped = _ASCII_PATTERNS if lowered.isascii() else _unicode_patterns()
+    ascii_only = text.isascii()
+    # Most log lines are ASCII: plain lower() is Java's there, and only "_" can start a skipped run.
+    lowered = text.lower() if ascii_only else _java_lower(text)
+    pattern, skipped = _ASCII_PATTERNS if ascii_only else _unicode_patterns()
     tokens: list[str] = pattern.findall(lowered)
     if len(lowered) > _MAX_TOKEN_UTF16 // 2 and any(len(t) > _MAX_TOKEN_UTF16 // 2 for t in tokens):
         return _tokenize_long(pattern, skipped, lowered)
+    if ascii_only and "_" not in lowered:
+        return tokens
     return [t for t in tokens if t[0] not in _SKIP_FIRST or not skipped.fullmatch(t)]
 
 

@@ -115,7 +115,7 @@ class PartitionWriter:
         next_blk = self.conn.execute("SELECT max(blk) FROM blocks").fetchone()[0]
         self._next_blk = 1 if next_blk is None else int(next_blk) + 1
 
-    def _existing_ids(self, events: Sequence[LogEvent]) -> set[str]:
+    def _existing_ids(self, events: Sequence[LogEvent], stamps: Sequence[int | None]) -> set[str]:
         """Ids already stored: candidates by hash, confirmed against the stored document.
 
         An id that is a ULID of the event's own millisecond can only be stored within that
@@ -124,8 +124,7 @@ class PartitionWriter:
         """
         by_hash: dict[int, set[str]] = {}
         in_time: list[tuple[int, int, LogEvent]] = []
-        for event in events:
-            ms = ulid_ms(event.id)
+        for event, ms in zip(events, stamps, strict=True):
             if ms is not None and ms == event.timestamp // _MS_US:
                 lo = rid_base(ms * _MS_US, self.day)
                 if lo <= self._high_water:
@@ -181,20 +180,23 @@ class PartitionWriter:
 
     def write(self, events: Sequence[LogEvent]) -> tuple[int, int]:
         """Insert events not yet stored; returns (stored, duplicates). One transaction."""
-        existing = self._existing_ids(events)
+        stamps = [ulid_ms(event.id) for event in events]  # the ULID millisecond of each id, if any
+        existing = self._existing_ids(events, stamps)
         fresh: list[LogEvent] = []
+        fresh_stamps: list[int | None] = []
         seen: set[str] = set()
-        for event in events:
+        for event, ms in zip(events, stamps, strict=True):
             if event.id not in existing and event.id not in seen:
                 seen.add(event.id)
                 fresh.append(event)
+                fresh_stamps.append(ms)
         duplicates = len(events) - len(fresh)
         if not fresh:
             return 0, duplicates
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            rows, fts, blocks = self._rows(fresh)
+            rows, fts, blocks = self._rows(fresh, fresh_stamps)
             conn.executemany("INSERT INTO blocks VALUES (?, ?)", blocks)
             conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", rows)
             conn.executemany("INSERT INTO events_fts(rowid, tokens) VALUES (?,?)", fts)
@@ -207,24 +209,25 @@ class PartitionWriter:
         self._high_water = max(self._high_water, max(int(r[0]) for r in rows))
         return len(rows), duplicates
 
-    def _rows(self, events: list[LogEvent]) -> tuple[list[tuple[Any, ...]], list[tuple[int, str]], list[Any]]:
+    def _rows(self, events: list[LogEvent], stamps: list[int | None]) -> tuple[
+            list[tuple[Any, ...]], list[tuple[int, str]], list[Any]]:
         rows: list[tuple[Any, ...]] = []
         fts: list[tuple[int, str]] = []
         blocks: list[tuple[int, bytes]] = []
         taken: dict[int, int] = {}
-        names = self.names
+        id_for, next_free, day = self.names.id_for, self._next_free, self.day
         for start in range(0, len(events), BLOCK_EVENTS):
             chunk = events[start : start + BLOCK_EVENTS]
             blk = self._next_blk
             self._next_blk += 1
             blocks.append((blk, self._codec.encode([_doc(e) for e in chunk])))
             for slot, event in enumerate(chunk):
-                rid = self._next_free(rid_base(event.timestamp, self.day), taken)
-                host = names.id_for("host", event.host) if event.host is not None else 0
+                rid = next_free(rid_base(event.timestamp, day), taken)
+                host = id_for("host", event.host) if event.host is not None else 0
                 # In time only if the row also stayed in its millisecond (a flood can push it later).
-                ms = ulid_ms(event.id)
-                in_time = ms is not None and ms == event.timestamp // _MS_US == ts_of_rid(rid, self.day) // _MS_US
-                rows.append((rid, id_hash(event.id), int(event.level), names.id_for("service", event.service), host,
+                ms = stamps[start + slot]
+                in_time = ms is not None and ms == event.timestamp // _MS_US == ts_of_rid(rid, day) // _MS_US
+                rows.append((rid, id_hash(event.id), int(event.level), id_for("service", event.service), host,
                              message_hash(event.message), blk, slot, int(in_time)))
                 fts.append((rid, " ".join(tokenize(event.message))))
         return rows, fts, blocks
