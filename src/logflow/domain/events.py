@@ -10,6 +10,9 @@ import orjson
 
 from logflow.domain.levels import Level
 
+# Level(n) goes through Enum's call machinery; the processor decodes every queued event.
+_LEVEL_BY_NUMBER = {int(level): level for level in Level}  # unknown numbers: KeyError, a dead letter
+
 CORRELATION_FIELDS: tuple[str, ...] = ("trace_id", "span_id", "request_id", "correlation_id")
 
 
@@ -68,7 +71,7 @@ class LogEvent:
     def from_wire(cls, payload: bytes) -> LogEvent:
         doc = orjson.loads(payload)
         return cls(
-            id=doc["i"], timestamp=doc["t"], level=Level(doc["l"]), service=doc["s"], message=doc["m"],
+            id=doc["i"], timestamp=doc["t"], level=_LEVEL_BY_NUMBER[doc["l"]], service=doc["s"], message=doc["m"],
             host=doc.get("h"), trace_id=doc.get("trace_id"), span_id=doc.get("span_id"),
             request_id=doc.get("request_id"), correlation_id=doc.get("correlation_id"),
             attributes=doc.get("a") or {}, flags=doc.get("f") or [],
