@@ -20,7 +20,6 @@ import orjson
 import zstandard
 
 from logflow.domain.attributes import canonical_text
-from logflow.domain.text import tokenize
 
 BLOCK_EVENTS = 512
 _LEVEL = 5
@@ -45,20 +44,6 @@ def message_hash(text: str) -> int:
     messages, and then only merge their counts in the top-messages list.
     """
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=6).digest(), "big", signed=True)
-
-
-PHRASE_SEPARATOR = "\n"
-
-
-def encode_phrases(phrases: tuple[tuple[str, ...], ...]) -> str:
-    """The lf_phrase argument: each phrase as space-separated tokens (tokens never hold spaces)."""
-    return PHRASE_SEPARATOR.join(" ".join(phrase) for phrase in phrases)
-
-
-def has_phrases(message: str, encoded: str) -> bool:
-    """True when every phrase's tokens occur adjacent and in order among the message's tokens."""
-    text = " " + " ".join(tokenize(message)) + " "
-    return all(f" {phrase} " in text for phrase in encoded.split(PHRASE_SEPARATOR))
 
 
 class BlockCodec:
@@ -127,15 +112,16 @@ class BlockReader:
             return None
         return canonical_text(attributes[key])
 
-    def message_has_phrases(self, blk: int, slot: int, encoded: str) -> bool:
+    def message_hash(self, blk: int, slot: int) -> int:
         message = self.doc(blk, slot).get("m")
-        return isinstance(message, str) and has_phrases(message, encoded)
+        return message_hash(message if isinstance(message, str) else "")
 
     def install(self) -> None:
-        """Register the SQL functions that read documents: attribute filters and phrase checks.
+        """Register the SQL functions that read documents.
 
-        ``lf_attr(blk, slot, key)`` is an attribute's canonical text; ``lf_phrase(blk, slot,
-        phrases)`` confirms phrases, because the full-text index keeps no token positions.
+        ``lf_attr(blk, slot, key)`` is an attribute's canonical text (attribute filters);
+        ``lf_msg_hash(blk, slot)`` is the message hash of a row that does not store one (only
+        error rows do: the top-errors list is what groups by message).
         """
         self._conn.create_function("lf_attr", 3, self.attribute_text, deterministic=True)
-        self._conn.create_function("lf_phrase", 3, self.message_has_phrases, deterministic=True)
+        self._conn.create_function("lf_msg_hash", 2, self.message_hash, deterministic=True)
