@@ -301,7 +301,9 @@ class PartitionReader:
 
     def group_raw(self, flt: LogFilter, lo: int, hi: int, bucket_us: int | None) -> list[tuple[int, str, int, int]]:
         """(bucket start or 0, service, level, count) from the rows themselves."""
-        where = self.where(flt, lo, hi, plain_levels_index=False)
+        # With a service filter, "level IN (every level)" turns the (svc, level) index into row-id
+        # range scans: an edge minute of one service costs 0.1 ms instead of a scan of its whole day.
+        where = self.where(flt, lo, hi)
         if where is None:
             return []
         if bucket_us is None:

@@ -35,8 +35,10 @@ CREATE TABLE IF NOT EXISTS events(
 CREATE INDEX IF NOT EXISTS events_id ON events(id_hash) WHERE id_in_time = 0;
 CREATE INDEX IF NOT EXISTS events_svc_level ON events(svc, level);
 -- Errors are a few percent of events: a covering index over just them answers "top errors of a
--- service" without touching the table, for a fraction of a byte per event.
-CREATE INDEX IF NOT EXISTS events_errors ON events(svc, rid, level, msg_hash) WHERE level >= {FIRST_ERROR_LEVEL};
+-- service" without touching the table, for a fraction of a byte per event. Ordered by message
+-- within a service, the grouping streams without a sort (a day of one service's errors: 6 ms
+-- instead of 12 at 10 M events/day).
+CREATE INDEX IF NOT EXISTS events_errors ON events(svc, msg_hash, rid, level) WHERE level >= {FIRST_ERROR_LEVEL};
 CREATE TABLE IF NOT EXISTS blocks(blk INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS names(id INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, UNIQUE(kind, name));
 -- detail=full: token positions answer quoted phrases inside FTS5. (detail=none is ~20 B/event
