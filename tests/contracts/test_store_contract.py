@@ -238,6 +238,11 @@ FILTERS = [
     LogFilter(fields=(("a=b", "c"),)),
     LogFilter(fields=(("a", "b=c"),)),
     LogFilter(services=("nope",)),
+    # Text with services: the embedded index intersects words with per-service tokens.
+    LogFilter(text=parse_text_query("connection"), services=("api", "db")),
+    LogFilter(text=parse_text_query('"reset by" peer'), services=("db",), levels=(Level.ERROR, Level.INFO)),
+    LogFilter(text=parse_text_query("GET"), services=("web", "nope")),
+    LogFilter(text=parse_text_query("\u00a7s1 s1")),  # the service tokens are out of any query's reach
 ]
 
 

@@ -59,6 +59,11 @@ def run_processor(settings: Settings, *, stop: threading.Event | None = None, in
     )
     log.info("processor %d started (queue=%s store=%s)", os.getpid(), runtime.queue.kind, runtime.store.kind)
     freeze_startup_heap()
+    if threading.current_thread() is threading.main_thread():
+        # A process of its own: its garbage is acyclic batch data that reference counting frees,
+        # yet each batch's ~100 k new objects set off thousands of young-generation collections
+        # (measured: 2,658 per 300 k events, ~4 % of the processor's time). Collect far less often.
+        gc.set_threshold(50_000, 20, 1_000)
     try:
         processor.run(stop)
     finally:

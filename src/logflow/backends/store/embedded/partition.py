@@ -16,7 +16,7 @@ from logflow.domain.text import tokenize
 from . import rollup
 from .blocks import BLOCK_EVENTS, BlockCodec, BlockReader, Doc, id_hash, message_hash
 from .layout import DAY_US, SEQ_BITS, SEQ_MASK, rid_base, ts_of_rid
-from .sql import ERRORS_ONLY, FIRST_ERROR_LEVEL, SCHEMA, Where, build_where
+from .sql import ERRORS_ONLY, FIRST_ERROR_LEVEL, SCHEMA, Where, build_where, service_token
 
 _CHUNK = 500
 _MS_US = 1000
@@ -33,8 +33,9 @@ def connect(path: Path, *, create: bool) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA cache_size=-16000")
     conn.execute("PRAGMA temp_store=MEMORY")
-    # Checkpointed WAL space is reused, but cap what stays on disk after a burst.
-    conn.execute("PRAGMA journal_size_limit=16777216")
+    # Checkpointed WAL space is reused, but cap what stays on disk after a burst: one write of
+    # 5,000 events needs ~1-2 MiB of WAL, and every day partition keeps its own WAL file.
+    conn.execute("PRAGMA journal_size_limit=4194304")
     if create:
         conn.executescript(SCHEMA)
         if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
@@ -231,9 +232,10 @@ class PartitionWriter:
                 # Only error rows store their message hash (for the top-errors index); others are
                 # grouped by message rarely enough to hash on read (lf_msg_hash): 7 B/event less.
                 hashed = message_hash(event.message) if level >= FIRST_ERROR_LEVEL else None
-                rows.append((rid, id_hash(event.id), level, id_for("service", event.service), host,
-                             hashed, blk, slot, int(in_time)))
-                fts.append((rid, " ".join(tokenize(event.message))))
+                svc = id_for("service", event.service)
+                rows.append((rid, id_hash(event.id), level, svc, host, hashed, blk, slot, int(in_time)))
+                # The service token goes last, so it never sits between two words of a phrase.
+                fts.append((rid, " ".join(tokenize(event.message)) + " " + service_token(svc)))
         return rows, fts, blocks
 
     def close(self) -> None:

@@ -50,10 +50,26 @@ CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
 {rollup.SCHEMA}"""
 
 
-def fts_expression(text: TextQuery) -> str:
-    """An FTS5 MATCH expression: every term and phrase quoted, joined with AND."""
+def service_token(service_id: int) -> str:
+    """The token each event's index entry carries for its service.
+
+    FTS5's ascii tokenizer keeps "§" inside a token, while the standard analyzer (and so every
+    query token) never does: no query word can match it by accident.
+    """
+    return f"\u00a7s{service_id}"
+
+
+def fts_expression(text: TextQuery, service_ids: list[int] | None = None) -> str:
+    """An FTS5 MATCH expression: every term and phrase quoted, joined with AND.
+
+    With services, their tokens join the expression: FTS5 then intersects the posting lists
+    itself, instead of handing every row that holds the words to SQL to test its service (a
+    common word over 6 hours of 10 M events/day: 218 k rows, ~80 ms, to keep 8 k).
+    """
     parts = [f'"{term}"' for term in text.terms]
     parts += ['"' + " ".join(phrase) + '"' for phrase in text.phrases]
+    if service_ids:
+        parts.append("(" + " OR ".join(f'"{service_token(i)}"' for i in service_ids) + ")")
     return " AND ".join(parts)
 
 
@@ -84,20 +100,20 @@ def build_where(flt: LogFilter, lo: int, hi: int, names: NameIds, *, plain_level
     CROSS JOIN stops SQLite from choosing the opposite, much slower, nesting. Service and host
     names are stored as per-partition ids, resolved through ``names``.
     """
+    service_ids = names("service", flt.services) if flt.services else []
+    if flt.services and not service_ids:
+        return None
     if flt.text is not None:
         where = Where(source="events_fts f CROSS JOIN events e ON e.rid = f.rowid", rid_column="f.rowid")
         where.conditions.append("events_fts MATCH ?")
-        where.params.append(fts_expression(flt.text))
+        where.params.append(fts_expression(flt.text, service_ids))
     else:
         where = Where(source="events e")
     where.conditions.append(f"{where.rid_column} BETWEEN ? AND ?")
     where.params += [lo, hi]
-    if flt.services:
-        ids = names("service", flt.services)
-        if not ids:
-            return None
-        where.conditions.append(f"e.svc IN ({_placeholders(len(ids))})")
-        where.params += ids
+    if service_ids:
+        where.conditions.append(f"e.svc IN ({_placeholders(len(service_ids))})")
+        where.params += service_ids
     levels = tuple(int(v) for v in flt.levels)
     if levels:
         where.conditions.append(f"e.level IN ({_placeholders(len(levels))})")
