@@ -381,6 +381,21 @@ def test_top_messages_by_count_then_last_seen(store: LogStore) -> None:
     assert store.top_messages(LogFilter(services=("a",)), 2) == only_a[:2]
 
 
+def test_top_messages_of_every_level_count_the_same_message_together(store: LogStore) -> None:
+    """The embedded store keeps message hashes on error rows only; other levels hash on read."""
+    levels = [Level.INFO, Level.WARN, Level.ERROR, Level.DEBUG, Level.CRITICAL]
+    events = [ev(f"lv{i}", BASE + i * SECOND, ("retry", "cache miss")[i % 2 if i < 9 else 1],
+                 level=levels[i % 5]) for i in range(12)]
+    put(store, events)
+    for flt in (LogFilter(), LogFilter(levels=(Level.INFO, Level.ERROR)), LogFilter(levels=(Level.WARN,))):
+        chosen = [e for e in events if matches(e, flt)]
+        counts = Counter(e.message for e in chosen)
+        last = {m: max(e.timestamp for e in chosen if e.message == m) for m in counts}
+        ranked = sorted(counts, key=lambda m: (-counts[m], -last[m]))
+        expected = [MessageCount(m, "api", counts[m], last[m]) for m in ranked]
+        assert store.top_messages(flt, 10) == expected
+
+
 # -- maintenance ----------------------------------------------------------------------------------
 def test_drop_before_removes_only_whole_old_days(store: LogStore) -> None:
     days = [BASE - 2 * DAY, BASE - DAY, BASE]

@@ -112,7 +112,7 @@ class BlockReader:
             return None
         return canonical_text(attributes[key])
 
-    def message_hash(self, blk: int, slot: int) -> int:
+    def message_hash_at(self, blk: int, slot: int) -> int:
         message = self.doc(blk, slot).get("m")
         return message_hash(message if isinstance(message, str) else "")
 
@@ -124,4 +124,4 @@ class BlockReader:
         error rows do: the top-errors list is what groups by message).
         """
         self._conn.create_function("lf_attr", 3, self.attribute_text, deterministic=True)
-        self._conn.create_function("lf_msg_hash", 2, self.message_hash, deterministic=True)
+        self._conn.create_function("lf_msg_hash", 2, self.message_hash_at, deterministic=True)

@@ -15,7 +15,7 @@ from logflow.domain.text import tokenize
 
 from . import rollup
 from .blocks import BLOCK_EVENTS, BlockCodec, BlockReader, Doc, id_hash, message_hash
-from .layout import DAY_US, SEQ_BITS, SEQ_MASK, rid_base, ts_of_rid
+from .layout import DAY_US, SEQ_BITS, SEQ_MASK, rid_base, rid_bounds, ts_of_rid
 from .sql import ERRORS_ONLY, FIRST_ERROR_LEVEL, SCHEMA, Where, build_where, service_token
 
 _CHUNK = 500
@@ -127,9 +127,9 @@ class PartitionWriter:
         in_time: list[tuple[int, int, LogEvent]] = []
         for event, ms in zip(events, stamps, strict=True):
             if ms is not None and ms == event.timestamp // _MS_US:
-                lo = rid_base(ms * _MS_US, self.day)
-                if lo <= self._high_water:
-                    in_time.append((lo, rid_base((ms + 1) * _MS_US, self.day) - 1, event))
+                bounds = rid_bounds(self.day, ms * _MS_US, (ms + 1) * _MS_US)
+                if bounds is not None and bounds[0] <= self._high_water:
+                    in_time.append((*bounds, event))
             else:
                 by_hash.setdefault(id_hash(event.id), set()).add(event.id)
         found: set[str] = set()
@@ -276,12 +276,12 @@ class PartitionReader:
     def get(self, event_id: str) -> LogEvent | None:
         hashed = id_hash(event_id)
         ms = ulid_ms(event_id)
-        if ms is not None and ms * _MS_US // DAY_US == self.day:
+        bounds = None if ms is None else rid_bounds(self.day, ms * _MS_US, (ms + 1) * _MS_US)
+        if bounds is not None:
             # Ids LogFlow generated are found by their time (see PartitionWriter._existing_ids).
-            lo, hi = rid_base(ms * _MS_US, self.day), rid_base((ms + 1) * _MS_US, self.day) - 1
             sql = (f"SELECT {ROW_COLUMNS} FROM events e "
                    "WHERE e.rid BETWEEN ? AND ? AND e.id_hash = ? AND e.id_in_time = 1")
-            found = self._confirmed(self.conn.execute(sql, (lo, hi, hashed)), event_id)
+            found = self._confirmed(self.conn.execute(sql, (*bounds, hashed)), event_id)
             if found is not None:
                 return found
         sql = f"SELECT {ROW_COLUMNS} FROM events e WHERE e.id_hash = ? AND e.id_in_time = 0"
