@@ -6,15 +6,21 @@ latency figures in BENCHMARKS.md depend on, on a real partition file.
 
 from __future__ import annotations
 
+import itertools
+import sqlite3
+import struct
 from pathlib import Path
 
+import zstandard
+
 from logflow.backends.store.embedded import EmbeddedStore
+from logflow.backends.store.embedded.blocks import BlockCodec
 from logflow.backends.store.embedded.layout import day_of, partition_name
 from logflow.backends.store.embedded.partition import PartitionReader
 from logflow.domain.events import LogEvent
 from logflow.domain.ids import new_ulid
 from logflow.domain.levels import ERROR_LEVELS, Level
-from logflow.domain.query import LogFilter
+from logflow.domain.query import LogFilter, SearchRequest, parse_text_query
 
 BASE = 1_710_028_800_000_000  # 2024-03-10T00:00:00Z in µs
 
@@ -47,7 +53,7 @@ def test_top_errors_of_a_service_read_only_the_errors_index(tmp_path: Path) -> N
                  for i in range(40)])
     reader = _reader(tmp_path)
     assert reader.conn.execute("SELECT count(*) FROM events WHERE msg_hash IS NOT NULL").fetchone()[0] == 20
-    where = reader.where(LogFilter(services=("pay",), levels=tuple(ERROR_LEVELS)), 0, 2**46, plain_levels_index=False)
+    where = reader.where(LogFilter(services=("pay",), levels=tuple(ERROR_LEVELS)), 0, 2**46, errors_index=True)
     assert where is not None
     statements: list[str] = []
     reader.conn.set_trace_callback(statements.append)
@@ -56,4 +62,66 @@ def test_top_errors_of_a_service_read_only_the_errors_index(tmp_path: Path) -> N
     assert sorted(n for _, _, n, _ in top) == [6, 7, 7]  # m0/m1/m2 among the 20 odd i
     plan = " ".join(str(row[3]) for row in reader.conn.execute(f"EXPLAIN QUERY PLAN {statements[-1]}"))
     assert "COVERING INDEX events_errors" in plan
+    store.close()
+
+
+def test_a_service_filter_reads_the_service_tokens_not_an_index(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path)
+    store.write([LogEvent(id=f"e{i}", timestamp=BASE + i, level=Level.INFO, service=("pay", "auth")[i % 2],
+                          message=f"m{i}") for i in range(40)])
+    reader = _reader(tmp_path)
+    indexes = {name for (name,) in reader.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "events_svc_level" not in indexes  # 17 B/event that the service tokens replace
+    where = reader.where(LogFilter(services=("auth",)), 0, 2**46)
+    assert where is not None
+    plan = " ".join(str(row[3]) for row in reader.conn.execute(
+        f"EXPLAIN QUERY PLAN SELECT e.rid FROM {where.source}{where.sql()} ORDER BY {where.rid_column} DESC",
+        where.params))
+    assert "VIRTUAL TABLE INDEX" in plan and "TEMP B-TREE" not in plan  # newest first, straight from FTS5
+    assert [e.message for e in reader.select(where, limit=3, oldest_first=False)] == ["m39", "m37", "m35"]
+    assert reader.count(where) == 20
+    store.close()
+
+
+def _downgrade_to_format_4(path: Path) -> None:
+    """Rewrite a partition as store format 4 wrote it: offset-table blocks and a (svc, level) index."""
+    conn = sqlite3.connect(path)
+    codec = zstandard.ZstdCompressor(level=5)
+    plain = BlockCodec()
+    for blk, data in conn.execute("SELECT blk, data FROM blocks").fetchall():
+        docs = plain.decode(data)
+        ends = list(itertools.accumulate(len(doc) for doc in docs))
+        header = struct.pack(f"<I{len(ends)}I", len(ends), *ends)
+        conn.execute("UPDATE blocks SET data = ? WHERE blk = ?", (codec.compress(header + b"".join(docs)), blk))
+    conn.execute("CREATE INDEX events_svc_level ON events(svc, level)")
+    conn.execute("PRAGMA user_version=4")
+    conn.commit()
+    conn.close()
+
+
+def test_a_format_4_partition_is_read_and_upgraded_by_its_first_write(tmp_path: Path) -> None:
+    old = [LogEvent(id=f"old-{i}", timestamp=BASE + i, level=Level.ERROR, service="pay", message=f"old {i}",
+                    attributes={"n": i}) for i in range(700)]  # two blocks
+    store = EmbeddedStore(tmp_path)
+    store.write(old)
+    store.close()
+    path = tmp_path / partition_name(day_of(BASE))
+    _downgrade_to_format_4(path)
+
+    store = EmbeddedStore(tmp_path)
+    assert store.get("old-650") == old[650]
+    page = store.search(SearchRequest(filter=LogFilter(text=parse_text_query("old"), services=("pay",)), limit=5))
+    assert [e.id for e in page.events] == ["old-699", "old-698", "old-697", "old-696", "old-695"]
+    new = [LogEvent(id=f"new-{i}", timestamp=BASE + 1000 + i, level=Level.INFO, service="pay", message=f"new {i}")
+           for i in range(10)]
+    assert store.write(new).stored == 10
+    store.close()
+
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'events_svc_level'").fetchone()[0] == 0
+    conn.close()
+    store = EmbeddedStore(tmp_path)
+    assert store.get("old-3") == old[3] and store.get("new-9") == new[9]
+    assert store.count(LogFilter(services=("pay",))) == 710
     store.close()

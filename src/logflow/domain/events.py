@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,11 @@ from logflow.domain.levels import Level
 _LEVEL_BY_NUMBER = {int(level): level for level in Level}  # unknown numbers: KeyError, a dead letter
 
 CORRELATION_FIELDS: tuple[str, ...] = ("trace_id", "span_id", "request_id", "correlation_id")
+
+# Queue wire format 2: a marker byte, then timestamp, level and service in a fixed header, then the
+# body as JSON. Format 1 (still read) is one JSON object; its first byte is always "{".
+_WIRE_2 = 2
+_WIRE_2_HEADER = struct.Struct("<BqBH")  # marker, timestamp µs, level, service length in bytes
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -49,12 +55,13 @@ class LogEvent:
     attributes: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
 
-    # Wire form used on the queue: compact keys, stable across releases (the queue may hold
-    # events written by an older version during an upgrade).
-    def to_wire(self) -> bytes:
-        doc: dict[str, Any] = {
-            "i": self.id, "t": self.timestamp, "l": int(self.level), "s": self.service, "m": self.message,
-        }
+    # Set by from_wire: the body exactly as it travelled, so a store that keeps bodies as JSON
+    # (the embedded one) need not encode it again. Never part of equality.
+    body_json: bytes | None = field(default=None, compare=False, repr=False)
+
+    def body(self) -> dict[str, Any]:
+        """Everything but timestamp, level and service, with compact keys: what stores keep as the document."""
+        doc: dict[str, Any] = {"i": self.id, "m": self.message}
         if self.host is not None:
             doc["h"] = self.host
         for name in CORRELATION_FIELDS:
@@ -65,16 +72,39 @@ class LogEvent:
             doc["a"] = self.attributes
         if self.flags:
             doc["f"] = self.flags
+        return doc
+
+    # Wire form used on the queue, stable across releases (the queue may hold events written by
+    # an older version during an upgrade, so from_wire reads every format ever written).
+    def to_wire(self) -> bytes:
+        service = self.service.encode()
+        return _WIRE_2_HEADER.pack(_WIRE_2, self.timestamp, self.level, len(service)) + service + \
+            orjson.dumps(self.body())
+
+    def to_json(self) -> bytes:
+        """The event as one compact JSON object (wire format 1): dead letters keep this readable form."""
+        doc = self.body()
+        doc.update(t=self.timestamp, l=int(self.level), s=self.service)
         return orjson.dumps(doc)
 
     @classmethod
     def from_wire(cls, payload: bytes) -> LogEvent:
-        doc = orjson.loads(payload)
+        if payload[:1] == b"{":
+            doc = orjson.loads(payload)
+            timestamp, level, service, body_json = doc["t"], doc["l"], doc["s"], None
+        else:
+            marker, timestamp, level, size = _WIRE_2_HEADER.unpack_from(payload)
+            if marker != _WIRE_2:
+                raise ValueError(f"unknown queue wire format {marker}")
+            start = _WIRE_2_HEADER.size
+            service = payload[start : start + size].decode()
+            body_json = payload[start + size :]
+            doc = orjson.loads(body_json)
         get = doc.get
         # Positional, in field order: the processor decodes every queued event (~0.5 µs less each).
         return cls(
-            doc["i"], doc["t"], _LEVEL_BY_NUMBER[doc["l"]], doc["s"], doc["m"], get("h"), get("trace_id"),
-            get("span_id"), get("request_id"), get("correlation_id"), get("a") or {}, get("f") or [],
+            doc["i"], timestamp, _LEVEL_BY_NUMBER[level], service, doc["m"], get("h"), get("trace_id"),
+            get("span_id"), get("request_id"), get("correlation_id"), get("a") or {}, get("f") or [], body_json,
         )
 
     def to_api(self) -> dict[str, Any]:

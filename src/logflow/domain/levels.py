@@ -71,8 +71,21 @@ ACCEPTED_LEVEL_NAMES = (
 )
 
 
+# Every alias spelled lower, UPPER and Capitalized, as nearly all shippers send it: found with one
+# lookup, before the strip and lower-casing (this runs once per ingested event).
+_AS_SENT: dict[str, Level] = {
+    spelling: level
+    for alias, level in _ALIASES.items()
+    for spelling in (alias, alias.upper(), alias.capitalize())
+}
+
+
 def parse_level(raw: object) -> Level | None:
     """Map a shipper's level (name, alias or syslog severity number) to a canonical level, or None."""
+    if type(raw) is str:
+        found = _AS_SENT.get(raw)
+        if found is not None:
+            return found
     if isinstance(raw, bool):
         return None
     if isinstance(raw, int):

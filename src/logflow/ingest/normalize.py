@@ -19,6 +19,8 @@ _NAME_MAX = 256
 _TIMESTAMP_KEYS = ("timestamp", "@timestamp", "time", "ts")
 _MESSAGE_KEYS = ("message", "msg")
 _LEVEL_KEYS = ("level", "severity", "log.level")
+# The name fields, in LogEvent's order after ``message``.
+_NAME_KEYS = ("service", "host", *CORRELATION_FIELDS)
 _MODEL_KEYS = frozenset(
     {"id", "service", "host", "metadata", *_TIMESTAMP_KEYS, *_MESSAGE_KEYS, *_LEVEL_KEYS, *CORRELATION_FIELDS}
 )
@@ -40,12 +42,8 @@ def _first(item: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return None
 
 
-def _short_string(item: dict[str, Any], key: str) -> str | ItemError | None:
-    value = item.get(key)
-    if value is None:
-        return None
-    if type(value) is str and len(value) <= _NAME_MAX:  # the common case, checked cheaply
-        return value
+def _short_string(key: str, value: Any) -> str | ItemError:
+    """``value`` of ``key`` as a name string, for the cases the caller's inline check did not take."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return ItemError(422, f"'{key}' must be a string")
     text = str(value)
@@ -54,8 +52,15 @@ def _short_string(item: dict[str, Any], key: str) -> str | ItemError | None:
     return text
 
 
-def _shape_error(value: Any, limits: IngestLimits) -> ItemError | None:
+def _shape_error(value: dict[str, Any], limits: IngestLimits) -> ItemError | None:
     """Count leaf fields and nesting depth of the attributes without recursion limits surprises."""
+    if len(value) <= limits.max_fields and limits.max_depth >= 1:
+        # The common case, flat attributes, costs one pass over the values.
+        for child in value.values():
+            if type(child) is dict or type(child) is list:
+                break
+        else:
+            return None
     fields = 0
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
@@ -81,11 +86,18 @@ def _shape_error(value: Any, limits: IngestLimits) -> ItemError | None:
 def normalize(
     item: object, *, now_us: int, limits: IngestLimits, flags: list[str] | None = None
 ) -> LogEvent | ItemError:
-    """Validate and normalize one item; never raises for bad input."""
+    """Validate and normalize one item; never raises for bad input.
+
+    Runs once per ingested event, so the common shapes (string message, ISO or epoch timestamp,
+    a level as sent by most shippers, short string names) take the shortest path.
+    """
     if not isinstance(item, dict):
         return ItemError(422, f"an event must be a JSON object, not {type(item).__name__}")
+    get = item.get
 
-    message = _first(item, _MESSAGE_KEYS)
+    message = get("message")
+    if message is None:
+        message = get("msg")
     if type(message) is not str:
         if message is None:
             return ItemError(422, "missing 'message'")
@@ -93,7 +105,9 @@ def normalize(
             return ItemError(422, "'message' must be a string")
         message = str(message)
 
-    raw_ts = _first(item, _TIMESTAMP_KEYS)
+    raw_ts = get("timestamp")
+    if raw_ts is None:
+        raw_ts = _first(item, _TIMESTAMP_KEYS)
     if raw_ts is None:
         ts = now_us
     else:
@@ -109,23 +123,27 @@ def normalize(
             days = limits.retention_s // 86400
             return ItemError(422, f"'timestamp' is older than the retention window ({days} days)")
 
-    raw_level = _first(item, _LEVEL_KEYS)
+    raw_level = get("level")
+    if raw_level is None:
+        raw_level = _first(item, _LEVEL_KEYS)
     if raw_level is None:
         level = Level.INFO
     else:
-        parsed_level = parse_level(raw_level)
-        if parsed_level is None:
+        found = parse_level(raw_level)
+        if found is None:
             return ItemError(422, f"unknown level {str(raw_level)[:32]!r}; accepted: {ACCEPTED_LEVEL_NAMES}")
-        level = parsed_level
+        level = found
 
-    strings: dict[str, str | None] = {}
-    for key in ("service", "host", *CORRELATION_FIELDS):
-        value = _short_string(item, key)
-        if isinstance(value, ItemError):
-            return value
-        strings[key] = value
+    names: list[str | None] = []
+    for key in _NAME_KEYS:
+        value = get(key)
+        if value is not None and (type(value) is not str or len(value) > _NAME_MAX):
+            value = _short_string(key, value)
+            if type(value) is ItemError:
+                return value
+        names.append(value)  # type: ignore[arg-type]  # an ItemError returned above
 
-    raw_id = item.get("id")
+    raw_id = get("id")
     if raw_id is None:
         event_id = new_ulid(ts // 1000)
     elif isinstance(raw_id, str) and _ID_PATTERN.fullmatch(raw_id):
@@ -133,8 +151,8 @@ def normalize(
     else:
         return ItemError(422, "'id' must be 1-128 characters of letters, digits, '.', '_', ':' or '-'")
 
-    attributes = {k: v for k, v in item.items() if k not in _MODEL_KEYS}
-    metadata = item.get("metadata")
+    attributes = {k: v for k, v in item.items() if k not in _MODEL_KEYS} if item.keys() - _MODEL_KEYS else {}
+    metadata = get("metadata")
     if isinstance(metadata, dict):
         attributes.update(metadata)
     elif metadata is not None:
@@ -144,17 +162,6 @@ def normalize(
         if error is not None:
             return error
 
-    return LogEvent(
-        id=event_id,
-        timestamp=ts,
-        level=level,
-        service=strings["service"] or "unknown",
-        message=message,
-        host=strings["host"],
-        trace_id=strings["trace_id"],
-        span_id=strings["span_id"],
-        request_id=strings["request_id"],
-        correlation_id=strings["correlation_id"],
-        attributes=attributes,
-        flags=flags or [],
-    )
+    service, host, trace_id, span_id, request_id, correlation_id = names
+    return LogEvent(event_id, ts, level, service or "unknown", message, host, trace_id, span_id, request_id,
+                    correlation_id, attributes, flags or [])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -73,10 +74,10 @@ class Processor:
         for record in batch.records:
             try:
                 events.append(LogEvent.from_wire(record.value))
-            except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
+            except (orjson.JSONDecodeError, KeyError, ValueError, TypeError, struct.error) as exc:
                 letters.append(DeadLetter(record.value, f"undecodable queue payload: {exc}", now_ms))
         result = self.store.write(events)
-        letters += [DeadLetter(r.event.to_wire(), r.reason, now_ms) for r in result.rejected]
+        letters += [DeadLetter(r.event.to_json(), r.reason, now_ms) for r in result.rejected]
         if letters:
             self.queue.dead_letter(letters)
         consumer.commit(batch)

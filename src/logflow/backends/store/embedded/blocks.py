@@ -8,12 +8,12 @@ times better in blocks than row by row, because neighbouring lines share most of
 from __future__ import annotations
 
 import hashlib
-import itertools
 import sqlite3
 import struct
 import threading
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -22,8 +22,13 @@ import zstandard
 from logflow.domain.attributes import canonical_text
 
 BLOCK_EVENTS = 512
-_LEVEL = 5
+# Level 1: 0.55 µs per event against 1.8 at level 5 (the old setting), for 1-2 B/event more
+# (measured on generated logs: 58.8 B/event at 1, 60.3 at 5 with the old offset table).
+_LEVEL = 1
 _CACHE_BLOCKS = 64  # decompressed blocks (~150 KiB each) kept per reader: one per API thread and partition
+# A block of JSON lines starts with this. Older blocks start with their u32 document count,
+# whose upper two bytes are zero: the two kinds cannot be mistaken.
+_LINES_MAGIC = b"LFJ\n"
 
 Doc = dict[str, Any]
 
@@ -49,33 +54,42 @@ def message_hash(text: str) -> int:
 class BlockCodec:
     """Compress and decompress blocks; one instance per thread (zstd contexts are not thread-safe).
 
-    A block is ``u32 count, u32 end offset per document, documents as JSON`` compressed as one zstd
-    frame: reading one event decompresses the block (fast) but parses only that document.
+    A block is one zstd frame of ``LFJ\\n`` and the documents as JSON lines. Compact JSON never
+    holds a raw newline, so no offset table is needed (it cost ~5 B/event compressed). Blocks of
+    store format 4 (``u32 count, u32 end offset per document, documents``) are still read.
     """
 
     def __init__(self) -> None:
         self._compressor = zstandard.ZstdCompressor(level=_LEVEL)
         self._decompressor = zstandard.ZstdDecompressor()
 
-    def encode(self, docs: list[Doc]) -> bytes:
-        parts = [orjson.dumps(doc) for doc in docs]
-        ends = list(itertools.accumulate(len(part) for part in parts))
-        header = struct.pack(f"<I{len(ends)}I", len(ends), *ends)
-        return self._compressor.compress(header + b"".join(parts))
+    def encode(self, docs: list[bytes]) -> bytes:
+        """Compress documents, each compact JSON without a newline (see ``document_json``)."""
+        return self._compressor.compress(_LINES_MAGIC + b"\n".join(docs))
 
-    def decode(self, data: bytes) -> bytes:
-        return self._decompressor.decompress(data)
+    def decode(self, data: bytes) -> list[bytes]:
+        """The documents of a compressed block, in slot order."""
+        raw = self._decompressor.decompress(data)
+        if raw[:4] == _LINES_MAGIC:
+            return raw[4:].split(b"\n")
+        (count,) = struct.unpack_from("<I", raw, 0)
+        base = 4 + 4 * count
+        ends = struct.unpack_from(f"<{count}I", raw, 4)
+        return [raw[base + start : base + end] for start, end in zip((0, *ends), ends, strict=False)]
 
 
-def block_doc(raw: bytes, slot: int) -> Doc:
-    """Document ``slot`` of a decompressed block; {} when the slot does not exist."""
-    (count,) = struct.unpack_from("<I", raw, 0)
-    if slot >= count:
+def document_json(body_json: bytes | None, body: Callable[[], Doc]) -> bytes:
+    """A document as one JSON line: the bytes it arrived in when they hold no newline, else re-encoded."""
+    if body_json is not None and b"\n" not in body_json:
+        return body_json
+    return orjson.dumps(body())
+
+
+def block_doc(docs: list[bytes], slot: int) -> Doc:
+    """Document ``slot`` of a decoded block; {} when the slot does not exist."""
+    if slot >= len(docs):
         return {}
-    base = 4 + 4 * count
-    start = 0 if slot == 0 else struct.unpack_from("<I", raw, 4 * slot)[0]
-    (end,) = struct.unpack_from("<I", raw, 4 + 4 * slot)
-    doc: Doc = orjson.loads(raw[base + start : base + end])
+    doc: Doc = orjson.loads(docs[slot])
     return doc
 
 
@@ -85,17 +99,17 @@ class BlockReader:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._codec = BlockCodec()
-        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._cache: OrderedDict[int, list[bytes]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def block(self, blk: int) -> bytes:
+    def block(self, blk: int) -> list[bytes]:
         with self._lock:
             raw = self._cache.get(blk)
             if raw is not None:
                 self._cache.move_to_end(blk)
                 return raw
         row = self._conn.execute("SELECT data FROM blocks WHERE blk = ?", (blk,)).fetchone()
-        raw = self._codec.decode(row[0]) if row is not None else struct.pack("<I", 0)
+        raw = self._codec.decode(row[0]) if row is not None else []
         with self._lock:
             self._cache[blk] = raw
             while len(self._cache) > _CACHE_BLOCKS:

@@ -7,21 +7,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from logflow.domain.events import CORRELATION_FIELDS, LogEvent
+from logflow.domain.events import LogEvent
 from logflow.domain.ids import ulid_ms
 from logflow.domain.levels import Level
 from logflow.domain.query import LogFilter
 from logflow.domain.text import tokenize
 
 from . import rollup
-from .blocks import BLOCK_EVENTS, BlockCodec, BlockReader, Doc, id_hash, message_hash
+from .blocks import BLOCK_EVENTS, BlockCodec, BlockReader, document_json, id_hash, message_hash
 from .layout import DAY_US, SEQ_BITS, SEQ_MASK, rid_base, rid_bounds, ts_of_rid
 from .sql import ERRORS_ONLY, FIRST_ERROR_LEVEL, SCHEMA, Where, build_where, service_token
 
 _CHUNK = 500
 _MS_US = 1000
-# Bumped whenever the partition layout changes incompatibly; checked on every open.
-STORE_FORMAT = 4
+# Bumped whenever the partition layout changes; checked on every open. Format 5 writes blocks of
+# JSON lines and has no (svc, level) index; this version reads format 4 too, and upgrades a
+# format 4 file the first time it writes to it (a format 4 reader would misread the new blocks).
+STORE_FORMAT = 5
+READABLE_FORMATS = (4, 5)
 ROW_COLUMNS = "e.rid, e.level, e.svc, e.blk, e.slot"
 
 
@@ -36,33 +39,19 @@ def connect(path: Path, *, create: bool) -> sqlite3.Connection:
     # Checkpointed WAL space is reused, but cap what stays on disk after a burst: one write of
     # 5,000 events needs ~1-2 MiB of WAL, and every day partition keeps its own WAL file.
     conn.execute("PRAGMA journal_size_limit=4194304")
-    if create:
-        conn.executescript(SCHEMA)
-        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-            conn.execute(f"PRAGMA user_version={STORE_FORMAT}")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version != STORE_FORMAT:
+    if create and (version == 0 or version in READABLE_FORMATS):
+        conn.executescript(SCHEMA)
+        conn.execute(f"PRAGMA user_version={STORE_FORMAT}")
+        version = STORE_FORMAT
+    if version not in READABLE_FORMATS:
         conn.close()
         raise sqlite3.DatabaseError(
-            f"{path.name} is in store format {version} but this LogFlow reads format {STORE_FORMAT}; "
+            f"{path.name} is in store format {version} but this LogFlow reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))}; "
             "it is skipped by searches: move it out of the store directory"
         )
     return conn
-
-
-def _doc(event: LogEvent) -> Doc:
-    doc: Doc = {"i": event.id, "m": event.message}
-    if event.host is not None:
-        doc["h"] = event.host
-    for name in CORRELATION_FIELDS:
-        value = getattr(event, name)
-        if value is not None:
-            doc[name] = value
-    if event.attributes:
-        doc["a"] = event.attributes
-    if event.flags:
-        doc["f"] = event.flags
-    return doc
 
 
 class Names:
@@ -221,7 +210,7 @@ class PartitionWriter:
             chunk = events[start : start + BLOCK_EVENTS]
             blk = self._next_blk
             self._next_blk += 1
-            blocks.append((blk, self._codec.encode([_doc(e) for e in chunk])))
+            blocks.append((blk, self._codec.encode([document_json(e.body_json, e.body) for e in chunk])))
             for slot, event in enumerate(chunk):
                 rid = next_free(rid_base(event.timestamp, day), taken)
                 host = id_for("host", event.host) if event.host is not None else 0
@@ -255,8 +244,8 @@ class PartitionReader:
         self.blocks.install()
         self.names = Names(self.conn)
 
-    def where(self, flt: LogFilter, lo: int, hi: int, *, plain_levels_index: bool = True) -> Where | None:
-        return build_where(flt, lo, hi, self.names.ids, plain_levels_index=plain_levels_index)
+    def where(self, flt: LogFilter, lo: int, hi: int, *, errors_index: bool = False) -> Where | None:
+        return build_where(flt, lo, hi, self.names.ids, errors_index=errors_index)
 
     def event(self, row: tuple[Any, ...]) -> LogEvent:
         rid, level, svc, blk, slot = row
@@ -296,15 +285,13 @@ class PartitionReader:
 
     def count(self, where: Where, cap: int | None = None) -> int:
         if cap is None:
-            sql = f"SELECT count(*) FROM {where.source}{where.sql()}"
+            sql = f"SELECT count(*) FROM {where.count_source}{where.sql()}"
             return int(self.conn.execute(sql, where.params).fetchone()[0])
-        sql = f"SELECT count(*) FROM (SELECT 1 FROM {where.source}{where.sql()} LIMIT ?)"
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM {where.count_source}{where.sql()} LIMIT ?)"
         return int(self.conn.execute(sql, [*where.params, cap]).fetchone()[0])
 
     def group_raw(self, flt: LogFilter, lo: int, hi: int, bucket_us: int | None) -> list[tuple[int, str, int, int]]:
         """(bucket start or 0, service, level, count) from the rows themselves."""
-        # With a service filter, "level IN (every level)" turns the (svc, level) index into row-id
-        # range scans: an edge minute of one service costs 0.1 ms instead of a scan of its whole day.
         where = self.where(flt, lo, hi)
         if where is None:
             return []

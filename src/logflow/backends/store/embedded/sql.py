@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from logflow.domain.levels import ERROR_LEVELS, Level
+from logflow.domain.levels import ERROR_LEVELS
 from logflow.domain.query import LogFilter, TextQuery
 from logflow.domain.text import TOKEN_INNER_CHARS
 
 from . import rollup
 
-_ALL_LEVELS = tuple(int(level) for level in Level)
 _TOKENCHARS = TOKEN_INNER_CHARS.replace("'", "''")
 FIRST_ERROR_LEVEL = min(int(level) for level in ERROR_LEVELS)
 # Literal, not a bound parameter: SQLite uses a partial index only when the query repeats its
@@ -33,7 +32,9 @@ CREATE TABLE IF NOT EXISTS events(
 -- id_in_time = 1: the id is a ULID of the row's own millisecond (every id LogFlow generates), so
 -- the row is found by time. Only other ids need the id index (see partition.PartitionWriter).
 CREATE INDEX IF NOT EXISTS events_id ON events(id_hash) WHERE id_in_time = 0;
-CREATE INDEX IF NOT EXISTS events_svc_level ON events(svc, level);
+-- No (svc, level) index: a service filter reads its service's token in the full-text index, and
+-- counts come from the rollups. That index cost 17 B/event and a random insert per event.
+DROP INDEX IF EXISTS events_svc_level;
 -- Errors are a few percent of events: a covering index over just them answers "top errors of a
 -- service" without touching the table, for a fraction of a byte per event. Ordered by message
 -- within a service, the grouping streams without a sort (a day of one service's errors: 6 ms
@@ -59,15 +60,17 @@ def service_token(service_id: int) -> str:
     return f"\u00a7s{service_id}"
 
 
-def fts_expression(text: TextQuery, service_ids: list[int] | None = None) -> str:
+def fts_expression(text: TextQuery | None, service_ids: list[int] | None = None) -> str:
     """An FTS5 MATCH expression: every term and phrase quoted, joined with AND.
 
     With services, their tokens join the expression: FTS5 then intersects the posting lists
     itself, instead of handing every row that holds the words to SQL to test its service (a
-    common word over 6 hours of 10 M events/day: 218 k rows, ~80 ms, to keep 8 k).
+    common word over 6 hours of 10 M events/day: 218 k rows, ~80 ms, to keep 8 k). Without
+    text, the service tokens alone list a service's rows, newest first.
     """
-    parts = [f'"{term}"' for term in text.terms]
-    parts += ['"' + " ".join(phrase) + '"' for phrase in text.phrases]
+    parts = [] if text is None else [f'"{term}"' for term in text.terms]
+    if text is not None:
+        parts += ['"' + " ".join(phrase) + '"' for phrase in text.phrases]
     if service_ids:
         parts.append("(" + " OR ".join(f'"{service_token(i)}"' for i in service_ids) + ")")
     return " AND ".join(parts)
@@ -75,6 +78,9 @@ def fts_expression(text: TextQuery, service_ids: list[int] | None = None) -> str
 
 def _placeholders(n: int) -> str:
     return ",".join("?" * n)
+
+
+_FTS_ROWID = "f.rowid"
 
 
 @dataclass(slots=True)
@@ -89,41 +95,48 @@ class Where:
     def sql(self) -> str:
         return " WHERE " + " AND ".join(self.conditions) if self.conditions else ""
 
+    @property
+    def count_source(self) -> str:
+        """The FROM clause for counting: the full-text index alone when no condition needs the row."""
+        if self.rid_column == _FTS_ROWID and not any("e." in condition for condition in self.conditions):
+            return "events_fts f"
+        return self.source
+
 
 NameIds = Callable[[str, tuple[str, ...]], list[int]]
 
 
-def build_where(flt: LogFilter, lo: int, hi: int, names: NameIds, *, plain_levels_index: bool = True) -> Where | None:
+def build_where(flt: LogFilter, lo: int, hi: int, names: NameIds, *, errors_index: bool = False) -> Where | None:
     """Conditions for ``flt`` within the row-id range [lo, hi] of one partition; None if nothing can match.
 
-    With a text query, FTS5 drives the scan (newest first by row id) and each hit joins its row;
-    CROSS JOIN stops SQLite from choosing the opposite, much slower, nesting. Service and host
-    names are stored as per-partition ids, resolved through ``names``.
+    With a text query or a service filter, FTS5 drives the scan (newest first by row id) and each
+    hit joins its row; CROSS JOIN stops SQLite from choosing the opposite, much slower, nesting.
+    With ``errors_index`` and only error levels asked, a service filter goes through the partial
+    errors index instead (grouping a service's errors by message reads nothing else). Service and
+    host names are stored as per-partition ids, resolved through ``names``.
     """
     service_ids = names("service", flt.services) if flt.services else []
     if flt.services and not service_ids:
         return None
-    if flt.text is not None:
-        where = Where(source="events_fts f CROSS JOIN events e ON e.rid = f.rowid", rid_column="f.rowid")
+    levels = tuple(int(v) for v in flt.levels)
+    errors_only = bool(levels) and min(levels) >= FIRST_ERROR_LEVEL
+    by_errors_index = errors_index and errors_only and flt.text is None
+    if flt.text is not None or (service_ids and not by_errors_index):
+        where = Where(source="events_fts f CROSS JOIN events e ON e.rid = f.rowid", rid_column=_FTS_ROWID)
         where.conditions.append("events_fts MATCH ?")
         where.params.append(fts_expression(flt.text, service_ids))
     else:
         where = Where(source="events e")
+        if service_ids:
+            where.conditions.append(f"e.svc IN ({_placeholders(len(service_ids))})")
+            where.params += service_ids
     where.conditions.append(f"{where.rid_column} BETWEEN ? AND ?")
     where.params += [lo, hi]
-    if service_ids:
-        where.conditions.append(f"e.svc IN ({_placeholders(len(service_ids))})")
-        where.params += service_ids
-    levels = tuple(int(v) for v in flt.levels)
     if levels:
         where.conditions.append(f"e.level IN ({_placeholders(len(levels))})")
         where.params += list(levels)
-        if min(levels) >= FIRST_ERROR_LEVEL:
+        if errors_only:
             where.conditions.append(ERRORS_ONLY)
-    elif flt.services and plain_levels_index and flt.text is None:
-        # Lets SQLite use the (svc, level) index as a few row-id range scans.
-        where.conditions.append(f"e.level IN ({_placeholders(len(_ALL_LEVELS))})")
-        where.params += list(_ALL_LEVELS)
     if flt.hosts:
         ids = names("host", flt.hosts)
         if not ids:
