@@ -125,3 +125,24 @@ def test_a_format_4_partition_is_read_and_upgraded_by_its_first_write(tmp_path: 
     assert store.get("old-3") == old[3] and store.get("new-9") == new[9]
     assert store.count(LogFilter(services=("pay",))) == 710
     store.close()
+
+
+def test_replays_behind_the_high_water_mark_are_found_in_clustered_scans(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path)
+    # Close together (3 ms apart: one scan) and far apart (5 s: their own scans).
+    times = [BASE + i * 3_000 for i in range(40)] + [BASE + 5_000_000 * k for k in range(2, 6)]
+    first = [_event(new_ulid(ts // 1000), ts) for ts in times]
+    assert store.write(first).stored == 44
+    assert store.write([_event(new_ulid((BASE + 60_000_000) // 1000), BASE + 60_000_000)]).stored == 1
+    # Same milliseconds, other ids: stored. The first batch again: duplicates, found by time.
+    neighbours = [_event(new_ulid(ts // 1000), ts + 1) for ts in times[::2]]
+    statements: list[str] = []
+    writer = store._writers[day_of(BASE)]
+    writer.conn.set_trace_callback(statements.append)
+    result = store.write([*neighbours, *reversed(first)])
+    writer.conn.set_trace_callback(None)
+    assert (result.stored, result.duplicates) == (len(neighbours), 44)
+    scans = [s for s in statements if "id_in_time = 1" in s]
+    assert len(scans) == 5  # one for the 40 close milliseconds, one per far one
+    assert store.count(LogFilter()) == 45 + len(neighbours)
+    store.close()
