@@ -127,7 +127,7 @@ def test_a_format_4_partition_is_read_and_upgraded_by_its_first_write(tmp_path: 
     store.close()
 
 
-def test_replays_behind_the_high_water_mark_are_found_in_clustered_scans(tmp_path: Path) -> None:
+def test_replays_behind_the_high_water_mark_cost_one_scan_per_cluster_of_milliseconds(tmp_path: Path) -> None:
     store = EmbeddedStore(tmp_path)
     # Close together (3 ms apart: one scan) and far apart (5 s: their own scans).
     times = [BASE + i * 3_000 for i in range(40)] + [BASE + 5_000_000 * k for k in range(2, 6)]
@@ -142,7 +142,8 @@ def test_replays_behind_the_high_water_mark_are_found_in_clustered_scans(tmp_pat
     result = store.write([*neighbours, *reversed(first)])
     writer.conn.set_trace_callback(None)
     assert (result.stored, result.duplicates) == (len(neighbours), 44)
-    scans = [s for s in statements if "id_in_time = 1" in s]
+    scans = [s for s in statements if "FROM events WHERE rid BETWEEN" in s]
     assert len(scans) == 5  # one for the 40 close milliseconds, one per far one
+    assert not [s for s in statements if "max(rid)" in s]  # free row ids came from the same scans
     assert store.count(LogFilter()) == 45 + len(neighbours)
     store.close()

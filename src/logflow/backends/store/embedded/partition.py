@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from bisect import bisect_right
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,26 @@ class Names:
         return self._names.get(id_, "")
 
 
+@dataclass(slots=True)
+class StoredNearby:
+    """What is already stored in the milliseconds of a batch's events at or below the high-water mark.
+
+    One range scan per cluster of nearby milliseconds answers both questions a write asks about
+    those events (is this id stored? which row ids of this microsecond are taken?). Asked per
+    event, they cost two queries each whenever a batch arrives behind a newer one, as with
+    several concurrent clients.
+    """
+
+    starts: list[int] = field(default_factory=list)  # scanned row-id ranges, sorted and disjoint
+    ends: list[int] = field(default_factory=list)
+    top_of_us: dict[int, int] = field(default_factory=dict)  # microsecond's base row id -> highest taken
+    in_time_ids: dict[int, list[tuple[int, int, int]]] = field(default_factory=dict)  # ms of day -> rows
+
+    def covers(self, rid: int) -> bool:
+        at = bisect_right(self.starts, rid) - 1
+        return at >= 0 and rid <= self.ends[at]
+
+
 class PartitionWriter:
     """The single writer of one partition file (owned by the processor)."""
 
@@ -106,24 +128,53 @@ class PartitionWriter:
         next_blk = self.conn.execute("SELECT max(blk) FROM blocks").fetchone()[0]
         self._next_blk = 1 if next_blk is None else int(next_blk) + 1
 
-    def _existing_ids(self, events: Sequence[LogEvent], stamps: Sequence[int | None]) -> set[str]:
+    def _stored_nearby(self, events: Sequence[LogEvent]) -> StoredNearby:
+        """Scan the milliseconds of the events that fall at or below the high-water mark."""
+        nearby = StoredNearby()
+        day_us, ms_span = self.day * DAY_US, _MS_US << SEQ_BITS
+        lows = sorted({(event.timestamp - day_us) // _MS_US * ms_span for event in events})
+        for lo in lows:
+            if lo > self._high_water:
+                break
+            if nearby.starts and lo - nearby.ends[-1] <= _PROBE_GAP:
+                nearby.ends[-1] = lo + ms_span - 1
+            else:
+                nearby.starts.append(lo)
+                nearby.ends.append(lo + ms_span - 1)
+        top_of_us, in_time_ids = nearby.top_of_us, nearby.in_time_ids
+        for lo, hi in zip(nearby.starts, nearby.ends, strict=True):
+            for rid, hashed, blk, slot, in_time in self.conn.execute(
+                "SELECT rid, id_hash, blk, slot, id_in_time FROM events WHERE rid BETWEEN ? AND ?", (lo, hi)
+            ):
+                base = rid >> SEQ_BITS << SEQ_BITS
+                if rid > top_of_us.get(base, -1):
+                    top_of_us[base] = rid
+                if in_time:
+                    in_time_ids.setdefault((rid >> SEQ_BITS) // _MS_US, []).append((hashed, blk, slot))
+        return nearby
+
+    def _existing_ids(self, events: Sequence[LogEvent], stamps: Sequence[int | None],
+                      nearby: StoredNearby) -> set[str]:
         """Ids already stored: candidates by hash, confirmed against the stored document.
 
         An id that is a ULID of the event's own millisecond can only be stored within that
-        millisecond's row ids, and not at all if they are all above the high-water mark: fresh
-        events in time order cost no lookup. Other ids go through the id index.
+        millisecond's row ids (already scanned into ``nearby``), and not at all if they are all
+        above the high-water mark: fresh events in time order cost no lookup. Other ids go
+        through the id index.
         """
         by_hash: dict[int, set[str]] = {}
-        probes: list[tuple[int, int, LogEvent]] = []  # (lo, hi) of the id's millisecond, below high water
+        found: set[str] = set()
         day_ms = self.day * (DAY_US // _MS_US)
         for event, ms in zip(events, stamps, strict=True):
             if ms is not None and ms == event.timestamp // _MS_US:
-                lo = (ms - day_ms) * _MS_US << SEQ_BITS
-                if 0 <= lo <= self._high_water:
-                    probes.append((lo, lo + (_MS_US << SEQ_BITS) - 1, event))
+                candidates = nearby.in_time_ids.get(ms - day_ms)
+                if candidates:
+                    hashed = id_hash(event.id)
+                    if any(h == hashed and self.reader.doc(blk, slot).get("i") == event.id
+                           for h, blk, slot in candidates):
+                        found.add(event.id)
             else:
                 by_hash.setdefault(id_hash(event.id), set()).add(event.id)
-        found = self._existing_in_time(probes)
         hashes = list(by_hash)
         for i in range(0, len(hashes), _CHUNK):
             chunk = hashes[i : i + _CHUNK]
@@ -135,40 +186,7 @@ class PartitionWriter:
                     found.add(stored_id)
         return found
 
-    def _existing_in_time(self, probes: list[tuple[int, int, LogEvent]]) -> set[str]:
-        """Which probed ids are stored, with one range scan per cluster of nearby milliseconds.
-
-        A batch that arrived behind a newer one probes thousands of milliseconds; one query each
-        cost ~4 µs per event. Ranges closer than _PROBE_GAP are scanned together instead: what
-        lies between them costs a fraction of a microsecond per row.
-        """
-        found: set[str] = set()
-        if not probes:
-            return found
-        probes.sort(key=lambda probe: probe[0])
-        clusters: list[list[int]] = []
-        for lo, hi, _ in probes:
-            if clusters and lo - clusters[-1][1] <= _PROBE_GAP:
-                clusters[-1][1] = max(clusters[-1][1], hi)
-            else:
-                clusters.append([lo, hi])
-        stored: dict[int, list[tuple[int, int, int]]] = {}  # millisecond of the day -> (id hash, blk, slot)
-        for lo, hi in clusters:
-            for rid, hashed, blk, slot in self.conn.execute(
-                "SELECT rid, id_hash, blk, slot FROM events WHERE rid BETWEEN ? AND ? AND id_in_time = 1", (lo, hi)
-            ):
-                stored.setdefault((rid >> SEQ_BITS) // _MS_US, []).append((hashed, blk, slot))
-        if not stored:
-            return found
-        for lo, _, event in probes:
-            hashed = id_hash(event.id)
-            for stored_hash, blk, slot in stored.get((lo >> SEQ_BITS) // _MS_US, []):
-                if stored_hash == hashed and self.reader.doc(blk, slot).get("i") == event.id:
-                    found.add(event.id)
-                    break
-        return found
-
-    def _next_free(self, base: int, taken: dict[int, int]) -> int:
+    def _next_free(self, base: int, taken: dict[int, int], nearby: StoredNearby) -> int:
         """The first free row id at or after ``base`` (the event's microsecond, seq 0).
 
         ``taken`` maps a microsecond's base to the next row id to try; once a microsecond is full
@@ -181,7 +199,10 @@ class PartitionWriter:
             if nxt is None:
                 if base > self._high_water:
                     nxt = base
-                else:
+                elif nearby.covers(base):
+                    top = nearby.top_of_us.get(base)
+                    nxt = base if top is None else top + 1
+                else:  # a flood pushed past the scanned milliseconds
                     top = self.conn.execute(
                         "SELECT max(rid) FROM events WHERE rid BETWEEN ? AND ?", (base, base + SEQ_MASK)
                     ).fetchone()[0]
@@ -199,7 +220,8 @@ class PartitionWriter:
     def write(self, events: Sequence[LogEvent]) -> tuple[int, int]:
         """Insert events not yet stored; returns (stored, duplicates). One transaction."""
         stamps = [ulid_ms(event.id) for event in events]  # the ULID millisecond of each id, if any
-        existing = self._existing_ids(events, stamps)
+        nearby = self._stored_nearby(events)
+        existing = self._existing_ids(events, stamps, nearby)
         fresh: list[LogEvent] = []
         fresh_stamps: list[int | None] = []
         seen: set[str] = set()
@@ -214,7 +236,7 @@ class PartitionWriter:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            rows, fts, blocks = self._rows(fresh, fresh_stamps)
+            rows, fts, blocks = self._rows(fresh, fresh_stamps, nearby)
             conn.executemany("INSERT INTO blocks VALUES (?, ?)", blocks)
             conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", rows)
             conn.executemany("INSERT INTO events_fts(rowid, tokens) VALUES (?,?)", fts)
@@ -227,7 +249,7 @@ class PartitionWriter:
         self._high_water = max(self._high_water, max(int(r[0]) for r in rows))
         return len(rows), duplicates
 
-    def _rows(self, events: list[LogEvent], stamps: list[int | None]) -> tuple[
+    def _rows(self, events: list[LogEvent], stamps: list[int | None], nearby: StoredNearby) -> tuple[
             list[tuple[Any, ...]], list[tuple[int, str]], list[Any]]:
         rows: list[tuple[Any, ...]] = []
         fts: list[tuple[int, str]] = []
@@ -248,7 +270,7 @@ class PartitionWriter:
                     rid = base
                     taken[base] = base + 1
                 else:
-                    rid = next_free(base, taken)
+                    rid = next_free(base, taken, nearby)
                 host = hosts.get(event.host)
                 if host is None:
                     host = hosts[event.host] = id_for("host", event.host)  # type: ignore[arg-type]
