@@ -54,8 +54,10 @@ def _machine() -> str:
 def _deploy(shape: str, processors: int, data_dir: Path, syslog_port: int = 0) -> Deployment:
     port = free_port()
     deployment = Deployment(url=f"http://127.0.0.1:{port}")
-    # The benchmark's own throwaway servers: open ingest, so it measures the pipeline, not auth.
+    # The benchmark's own throwaway servers: open ingest and no rate limits (0 = off), so it measures
+    # the pipeline, not auth. (The visibility probe alone polls ~6,000 times on OpenSearch.)
     env = {**os.environ, "LOGFLOW_PORT": str(port), "LOGFLOW_DATA_DIR": str(data_dir), "LOGFLOW_INGEST_OPEN": "true",
+           "LOGFLOW_RATE_API_PER_MINUTE": "0", "LOGFLOW_RATE_INGEST_BYTES_PER_MINUTE": "0",
            "LOGFLOW_SYSLOG_PORT": str(syslog_port), "LOGFLOW_GELF_PORT": "0", "LOGFLOW_HOST": "127.0.0.1"}
     if shape == "embedded":
         for name in ("LOGFLOW_QUEUE_URL", "LOGFLOW_STORE_URL", "LOGFLOW_DATABASE_URL", "LOGFLOW_CACHE_URL"):
