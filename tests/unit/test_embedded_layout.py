@@ -147,3 +147,26 @@ def test_replays_behind_the_high_water_mark_cost_one_scan_per_cluster_of_millise
     assert not [s for s in statements if "max(rid)" in s]  # free row ids came from the same scans
     assert store.count(LogFilter()) == 45 + len(neighbours)
     store.close()
+
+
+def test_a_sparse_late_batch_over_dense_stored_rows_falls_back_to_lookups(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path)
+    # 100 events in each of 20 milliseconds, then a newer one: the high-water mark moves past them.
+    dense = [_event(new_ulid((BASE + i * 10) // 1000), BASE + i * 10) for i in range(2_000)]
+    assert store.write(dense).stored == 2_000
+    assert store.write([_event(new_ulid((BASE + 60_000_000) // 1000), BASE + 60_000_000)]).stored == 1
+    late_fresh = _event(new_ulid((BASE + 5_005) // 1000), BASE + 5_005)
+    statements: list[str] = []
+    writer = store._writers[day_of(BASE)]
+    writer.conn.set_trace_callback(statements.append)
+    result = store.write([dense[500], late_fresh, dense[1_900]])
+    writer.conn.set_trace_callback(None)
+    assert (result.stored, result.duplicates) == (1, 2)
+    # Two clusters (milliseconds 5 and 19); each scan stopped after 16 rows per event, then each
+    # event was looked up on its own.
+    assert len([s for s in statements if "LIMIT 33" in s or "LIMIT 17" in s]) == 2
+    assert len([s for s in statements if "AND id_in_time = 1" in s]) == 3
+    assert len([s for s in statements if "max(rid)" in s]) == 1
+    assert store.get(late_fresh.id) == late_fresh
+    assert store.count(LogFilter()) == 2_002
+    store.close()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from bisect import bisect_right
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +16,11 @@ from logflow.domain.text import tokenize
 from . import rollup
 from .blocks import BLOCK_EVENTS, BlockCodec, BlockReader, document_json, id_hash, message_hash
 from .layout import DAY_US, SEQ_BITS, SEQ_MASK, rid_bounds, ts_of_rid
+from .nearby import StoredNearby, scan_nearby
 from .sql import ERRORS_ONLY, FIRST_ERROR_LEVEL, SCHEMA, Where, build_where, service_token
 
 _CHUNK = 500
 _MS_US = 1000
-_PROBE_GAP = (10 * _MS_US) << SEQ_BITS  # 10 ms of row ids
 # Bumped whenever the partition layout changes; checked on every open. Format 5 writes blocks of
 # JSON lines and has no (svc, level) index; this version reads format 4 too, and upgrades a
 # format 4 file the first time it writes to it (a format 4 reader would misread the new blocks).
@@ -93,26 +91,6 @@ class Names:
         return self._names.get(id_, "")
 
 
-@dataclass(slots=True)
-class StoredNearby:
-    """What is already stored in the milliseconds of a batch's events at or below the high-water mark.
-
-    One range scan per cluster of nearby milliseconds answers both questions a write asks about
-    those events (is this id stored? which row ids of this microsecond are taken?). Asked per
-    event, they cost two queries each whenever a batch arrives behind a newer one, as with
-    several concurrent clients.
-    """
-
-    starts: list[int] = field(default_factory=list)  # scanned row-id ranges, sorted and disjoint
-    ends: list[int] = field(default_factory=list)
-    top_of_us: dict[int, int] = field(default_factory=dict)  # microsecond's base row id -> highest taken
-    in_time_ids: dict[int, list[tuple[int, int, int]]] = field(default_factory=dict)  # ms of day -> rows
-
-    def covers(self, rid: int) -> bool:
-        at = bisect_right(self.starts, rid) - 1
-        return at >= 0 and rid <= self.ends[at]
-
-
 class PartitionWriter:
     """The single writer of one partition file (owned by the processor)."""
 
@@ -128,37 +106,12 @@ class PartitionWriter:
         next_blk = self.conn.execute("SELECT max(blk) FROM blocks").fetchone()[0]
         self._next_blk = 1 if next_blk is None else int(next_blk) + 1
 
-    def _stored_nearby(self, events: Sequence[LogEvent]) -> StoredNearby:
-        """Scan the milliseconds of the events that fall at or below the high-water mark."""
-        nearby = StoredNearby()
-        day_us, ms_span = self.day * DAY_US, _MS_US << SEQ_BITS
-        lows = sorted({(event.timestamp - day_us) // _MS_US * ms_span for event in events})
-        for lo in lows:
-            if lo > self._high_water:
-                break
-            if nearby.starts and lo - nearby.ends[-1] <= _PROBE_GAP:
-                nearby.ends[-1] = lo + ms_span - 1
-            else:
-                nearby.starts.append(lo)
-                nearby.ends.append(lo + ms_span - 1)
-        top_of_us, in_time_ids = nearby.top_of_us, nearby.in_time_ids
-        for lo, hi in zip(nearby.starts, nearby.ends, strict=True):
-            for rid, hashed, blk, slot, in_time in self.conn.execute(
-                "SELECT rid, id_hash, blk, slot, id_in_time FROM events WHERE rid BETWEEN ? AND ?", (lo, hi)
-            ):
-                base = rid >> SEQ_BITS << SEQ_BITS
-                if rid > top_of_us.get(base, -1):
-                    top_of_us[base] = rid
-                if in_time:
-                    in_time_ids.setdefault((rid >> SEQ_BITS) // _MS_US, []).append((hashed, blk, slot))
-        return nearby
-
     def _existing_ids(self, events: Sequence[LogEvent], stamps: Sequence[int | None],
                       nearby: StoredNearby) -> set[str]:
         """Ids already stored: candidates by hash, confirmed against the stored document.
 
         An id that is a ULID of the event's own millisecond can only be stored within that
-        millisecond's row ids (already scanned into ``nearby``), and not at all if they are all
+        millisecond's row ids (scanned into ``nearby``, or else looked up), and not at all if they are all
         above the high-water mark: fresh events in time order cost no lookup. Other ids go
         through the id index.
         """
@@ -167,12 +120,18 @@ class PartitionWriter:
         day_ms = self.day * (DAY_US // _MS_US)
         for event, ms in zip(events, stamps, strict=True):
             if ms is not None and ms == event.timestamp // _MS_US:
-                candidates = nearby.in_time_ids.get(ms - day_ms)
-                if candidates:
-                    hashed = id_hash(event.id)
-                    if any(h == hashed and self.reader.doc(blk, slot).get("i") == event.id
-                           for h, blk, slot in candidates):
-                        found.add(event.id)
+                lo = (ms - day_ms) * _MS_US << SEQ_BITS
+                if lo > self._high_water:
+                    continue  # nothing is stored in that millisecond yet
+                hashed = id_hash(event.id)
+                if nearby.covers(lo):
+                    candidates: Iterable[tuple[int, int, int]] = nearby.in_time_ids.get(ms - day_ms, [])
+                else:
+                    candidates = self.conn.execute(
+                        "SELECT id_hash, blk, slot FROM events WHERE rid BETWEEN ? AND ? AND id_hash = ? "
+                        "AND id_in_time = 1", (lo, lo + (_MS_US << SEQ_BITS) - 1, hashed))
+                if any(h == hashed and self.reader.doc(blk, slot).get("i") == event.id for h, blk, slot in candidates):
+                    found.add(event.id)
             else:
                 by_hash.setdefault(id_hash(event.id), set()).add(event.id)
         hashes = list(by_hash)
@@ -220,7 +179,7 @@ class PartitionWriter:
     def write(self, events: Sequence[LogEvent]) -> tuple[int, int]:
         """Insert events not yet stored; returns (stored, duplicates). One transaction."""
         stamps = [ulid_ms(event.id) for event in events]  # the ULID millisecond of each id, if any
-        nearby = self._stored_nearby(events)
+        nearby = scan_nearby(self.conn, self.day, self._high_water, events)
         existing = self._existing_ids(events, stamps, nearby)
         fresh: list[LogEvent] = []
         fresh_stamps: list[int | None] = []
