@@ -57,7 +57,7 @@ def _shape_error(value: dict[str, Any], limits: IngestLimits) -> ItemError | Non
     if len(value) <= limits.max_fields and limits.max_depth >= 1:
         # The common case, flat attributes, costs one pass over the values.
         for child in value.values():
-            if type(child) is dict or type(child) is list:
+            if isinstance(child, dict | list):
                 break
         else:
             return None
