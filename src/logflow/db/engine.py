@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -16,12 +18,36 @@ def normalize_url(url: str) -> str:
     return url
 
 
+_LOCK_WAIT_S = 30.0
+
+
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # The busy timeout first: the switch to WAL below needs a lock that other connections may hold.
+    cursor.execute(f"PRAGMA busy_timeout={int(_LOCK_WAIT_S * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # WAL is kept in the file: once
+        _switch_to_wal(cursor)
     cursor.close()
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """Set WAL mode, retrying while concurrent first connections hold the file.
+
+    Changing the journal mode can fail with "database is locked" at once, without waiting for
+    the busy timeout: SQLite does not wait for a lock it would have to upgrade while another
+    connection holds one (deadlock avoidance). Seen once in CI with four concurrent migrations
+    of a new file (tests/contracts/test_metadata_db.py).
+    """
+    deadline = time.monotonic() + _LOCK_WAIT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def make_engine(url: str) -> Engine:
