@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 DAY_US = 86_400 * 1_000_000
+MS_US = 1000
 MINUTE_US = 60 * 1_000_000
 SEQ_BITS = 10
 SEQ_MASK = (1 << SEQ_BITS) - 1

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 
 from logflow.domain.events import LogEvent
 
-from .layout import DAY_US, SEQ_BITS
+from .layout import DAY_US, MS_US, SEQ_BITS
 
-MS_US = 1000
 _MS_SPAN = MS_US << SEQ_BITS  # row ids per millisecond
 _GAP = 10 * _MS_SPAN  # milliseconds closer than this share a scan
 _ROWS_PER_EVENT = 16  # a scan reading more stored rows than this per event is given up
@@ -34,7 +33,8 @@ class StoredNearby:
     starts: list[int] = field(default_factory=list)
     ends: list[int] = field(default_factory=list)
     top_of_us: dict[int, int] = field(default_factory=dict)  # microsecond's base row id -> highest taken
-    in_time_ids: dict[int, list[tuple[int, int, int]]] = field(default_factory=dict)  # ms of day -> rows
+    # A millisecond's first row id -> (id hash, blk, slot) of its rows whose id is a ULID of it.
+    in_time_ids: dict[int, list[tuple[int, int, int]]] = field(default_factory=dict)
 
     def covers(self, rid: int) -> bool:
         """True when ``rid`` lies in a scanned range (whole milliseconds, so its microsecond too)."""
@@ -49,22 +49,24 @@ class StoredNearby:
             if rid > self.top_of_us.get(base, -1):
                 self.top_of_us[base] = rid
             if in_time:
-                self.in_time_ids.setdefault((rid >> SEQ_BITS) // MS_US, []).append((hashed, blk, slot))
+                self.in_time_ids.setdefault(rid - rid % _MS_SPAN, []).append((hashed, blk, slot))
 
 
 def scan_nearby(conn: sqlite3.Connection, day: int, high_water: int, events: Sequence[LogEvent]) -> StoredNearby:
     """Scan the clusters of milliseconds of ``events`` that lie at or below ``high_water``."""
     day_us = day * DAY_US
-    per_ms = Counter((event.timestamp - day_us) // MS_US * _MS_SPAN for event in events)
+    # Events whose millisecond starts after the high-water mark are left out before any counting:
+    # in the common case (a batch newer than everything stored) that is all of them.
+    last_ms = (high_water >> SEQ_BITS) // MS_US
+    per_ms = Counter(ms for ms in ((event.timestamp - day_us) // MS_US for event in events) if ms <= last_ms)
     clusters: list[list[int]] = []  # [lo, hi, events]
-    for lo in sorted(per_ms):
-        if lo > high_water:
-            break
+    for ms in sorted(per_ms):
+        lo = ms * _MS_SPAN
         if clusters and lo - clusters[-1][1] <= _GAP:
             clusters[-1][1] = lo + _MS_SPAN - 1
-            clusters[-1][2] += per_ms[lo]
+            clusters[-1][2] += per_ms[ms]
         else:
-            clusters.append([lo, lo + _MS_SPAN - 1, per_ms[lo]])
+            clusters.append([lo, lo + _MS_SPAN - 1, per_ms[ms]])
     nearby = StoredNearby()
     for lo, hi, count in clusters:
         cap = _ROWS_PER_EVENT * count

@@ -15,12 +15,11 @@ from logflow.domain.text import tokenize
 
 from . import rollup
 from .blocks import BLOCK_EVENTS, BlockCodec, BlockReader, document_json, id_hash, message_hash
-from .layout import DAY_US, SEQ_BITS, SEQ_MASK, rid_bounds, ts_of_rid
+from .layout import DAY_US, MS_US, SEQ_BITS, SEQ_MASK, rid_bounds, ts_of_rid
 from .nearby import StoredNearby, scan_nearby
 from .sql import ERRORS_ONLY, FIRST_ERROR_LEVEL, SCHEMA, Where, build_where, service_token
 
 _CHUNK = 500
-_MS_US = 1000
 # Bumped whenever the partition layout changes; checked on every open. Format 5 writes blocks of
 # JSON lines and has no (svc, level) index; this version reads format 4 too, and upgrades a
 # format 4 file the first time it writes to it (a format 4 reader would misread the new blocks).
@@ -117,19 +116,19 @@ class PartitionWriter:
         """
         by_hash: dict[int, set[str]] = {}
         found: set[str] = set()
-        day_ms = self.day * (DAY_US // _MS_US)
         for event, ms in zip(events, stamps, strict=True):
-            if ms is not None and ms == event.timestamp // _MS_US:
-                lo = (ms - day_ms) * _MS_US << SEQ_BITS
-                if lo > self._high_water:
+            if ms is not None and ms == event.timestamp // MS_US:
+                bounds = rid_bounds(self.day, ms * MS_US, (ms + 1) * MS_US)
+                if bounds is None or bounds[0] > self._high_water:
                     continue  # nothing is stored in that millisecond yet
+                lo, hi = bounds
                 hashed = id_hash(event.id)
                 if nearby.covers(lo):
-                    candidates: Iterable[tuple[int, int, int]] = nearby.in_time_ids.get(ms - day_ms, [])
+                    candidates: Iterable[tuple[int, int, int]] = nearby.in_time_ids.get(lo, [])
                 else:
                     candidates = self.conn.execute(
                         "SELECT id_hash, blk, slot FROM events WHERE rid BETWEEN ? AND ? AND id_hash = ? "
-                        "AND id_in_time = 1", (lo, lo + (_MS_US << SEQ_BITS) - 1, hashed))
+                        "AND id_in_time = 1", (lo, hi, hashed))
                 if any(h == hashed and self.reader.doc(blk, slot).get("i") == event.id for h, blk, slot in candidates):
                     found.add(event.id)
             else:
@@ -222,8 +221,9 @@ class PartitionWriter:
             chunk = events[start : start + BLOCK_EVENTS]
             blk = self._next_blk
             self._next_blk += 1
-            blocks.append((blk, self._codec.encode([document_json(e.body_json, e.body) for e in chunk])))
+            blocks.append((blk, self._codec.encode([document_json(e) for e in chunk])))
             for slot, event in enumerate(chunk):
+                # layout.rid_base and ts_of_rid written out: this loop runs once per stored event.
                 base = (event.timestamp - day_us) << SEQ_BITS
                 if base > high_water and base not in taken:  # the common case: a free microsecond
                     rid = base
@@ -239,7 +239,7 @@ class PartitionWriter:
                     service = services[event.service] = (svc_id, " " + service_token(svc_id))
                 # In time only if the row also stayed in its millisecond (a flood can push it later).
                 ms = stamps[start + slot]
-                in_time = ms is not None and ms == event.timestamp // _MS_US == (day_us + (rid >> SEQ_BITS)) // _MS_US
+                in_time = ms is not None and ms == event.timestamp // MS_US == (day_us + (rid >> SEQ_BITS)) // MS_US
                 level = int(event.level)
                 # Only error rows store their message hash (for the top-errors index); others are
                 # grouped by message rarely enough to hash on read (lf_msg_hash): 7 B/event less.
@@ -287,7 +287,7 @@ class PartitionReader:
     def get(self, event_id: str) -> LogEvent | None:
         hashed = id_hash(event_id)
         ms = ulid_ms(event_id)
-        bounds = None if ms is None else rid_bounds(self.day, ms * _MS_US, (ms + 1) * _MS_US)
+        bounds = None if ms is None else rid_bounds(self.day, ms * MS_US, (ms + 1) * MS_US)
         if bounds is not None:
             # Ids LogFlow generated are found by their time (see PartitionWriter._existing_ids).
             sql = (f"SELECT {ROW_COLUMNS} FROM events e "

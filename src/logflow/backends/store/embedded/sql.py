@@ -72,8 +72,9 @@ def fts_expression(text: TextQuery | None, service_ids: list[int] | None = None)
     common word over 6 hours of 10 M events/day: 218 k rows, ~80 ms, to keep 8 k). Without
     text, the service tokens alone list a service's rows, newest first.
     """
-    parts = [] if text is None else [f'"{term}"' for term in text.terms]
+    parts: list[str] = []
     if text is not None:
+        parts += [f'"{term}"' for term in text.terms]
         parts += ['"' + " ".join(phrase) + '"' for phrase in text.phrases]
     if service_ids:
         parts.append("(" + " OR ".join(f'"{service_token(i)}"' for i in service_ids) + ")")
@@ -95,16 +96,11 @@ class Where:
     conditions: list[str] = field(default_factory=list)
     params: list[object] = field(default_factory=list)
     rid_column: str = "e.rid"
+    # FROM clause for counting: the full-text index alone when no condition needs the row.
+    count_source: str = ""
 
     def sql(self) -> str:
         return " WHERE " + " AND ".join(self.conditions) if self.conditions else ""
-
-    @property
-    def count_source(self) -> str:
-        """The FROM clause for counting: the full-text index alone when no condition needs the row."""
-        if self.rid_column == _FTS_ROWID and not any("e." in condition for condition in self.conditions):
-            return "events_fts f"
-        return self.source
 
 
 NameIds = Callable[[str, tuple[str, ...]], list[int]]
@@ -150,6 +146,8 @@ def build_where(flt: LogFilter, lo: int, hi: int, names: NameIds, *, errors_inde
     for key, value in flt.fields:
         where.conditions.append("lf_attr(e.blk, e.slot, ?) = ?")
         where.params += [key, value]
+    by_fts_alone = where.rid_column == _FTS_ROWID and not (levels or flt.hosts or flt.fields)
+    where.count_source = "events_fts f" if by_fts_alone else where.source
     return where
 
 
