@@ -157,7 +157,7 @@ def start_logflow(settings: Settings, processors: int = 1) -> LogFlow:
     flow = LogFlow(runtime=runtime, client=TestClient(create_app(runtime)), stop=stop)
     for _ in range(processors):
         proc = Processor(runtime.queue, runtime.store, group=settings.processor_group,
-                         batch_size=settings.processor_batch)
+                         batch_size=settings.processor_batch, prepare_worker=settings.processor_prepare_worker)
         thread = threading.Thread(target=proc.run, args=(stop,), daemon=True)
         thread.start()
         flow.threads.append(thread)

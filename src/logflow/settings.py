@@ -86,8 +86,13 @@ class Settings(BaseSettings):
     min_free_disk_bytes: int = Field(256 * 1024 * 1024, ge=0)
 
     # Processor
-    processor_batch: int = Field(5000, ge=1, le=100_000)
+    # 10,000: with the embedded store's prepare helper, fewer and larger batches overlap better
+    # (1 M events through the bench: 48.3 k -> 53.8 k events/s searchable against 5,000).
+    processor_batch: int = Field(10_000, ge=1, le=100_000)
     processor_group: str = "logflow-processors"
+    # Embedded store: decode, tokenize and compress the next batch in a helper process while the
+    # current one is written (see ingest/prepare_worker.py). Off: everything in the processor.
+    processor_prepare_worker: bool = True
 
     # --- alerting ---
     # Engine (see docs/alerting.md). The lease is how replicas agree on one evaluating engine;

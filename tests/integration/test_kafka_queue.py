@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,9 +21,8 @@ from logflow.backends.errors import BackendUnavailable
 from logflow.backends.queue.base import ConsumedBatch, DeadLetter, QueueRecord
 from logflow.backends.queue.kafka import KafkaConsumer, KafkaQueue, parse_kafka_url
 from logflow.backends.queue.kafka.config import AT_MS_HEADER, REASON_HEADER
-from logflow.backends.store.base import WriteResult
+from logflow.backends.store.base import PreparedBatch, WriteResult
 from logflow.backends.store.embedded import EmbeddedStore
-from logflow.domain.events import LogEvent
 from logflow.ingest.limits import IngestLimits
 from logflow.ingest.pipeline import IngestPipeline
 from logflow.ingest.processor import Processor
@@ -271,17 +270,21 @@ def test_lag_counts_unconsumed_records_and_drops_after_commit(make_queue: MakeQu
 
 
 class FlakyStore(EmbeddedStore):
-    """An embedded store whose first ``failures`` writes fail as if the store were down."""
+    """An embedded store whose first ``failures`` writes fail as if the store were down.
+
+    The processor writes through ``write_prepared`` (the embedded store prepares batches), so
+    that is where the outage is.
+    """
 
     def __init__(self, directory: Path, failures: int) -> None:
         super().__init__(directory)
         self.failures = failures
 
-    def write(self, events: Sequence[LogEvent]) -> WriteResult:
+    def write_prepared(self, batch: PreparedBatch) -> WriteResult:
         if self.failures:
             self.failures -= 1
             raise BackendUnavailable("store down (test)")
-        return super().write(events)
+        return super().write_prepared(batch)
 
 
 @distributed

@@ -83,12 +83,17 @@ class Deployment:
         for proc in self.procs:
             for pid in process_tree(proc.pid):
                 try:
-                    name = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
+                    name = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:300]
                 except OSError:
                     continue
                 if "resource_tracker" in name:
                     continue  # multiprocessing's helper, not LogFlow
-                role = "processor" if "spawn_main" in name else name.split(" -m logflow ")[-1].split()[0]
+                if "spawn_main" in name:
+                    role = "processor"
+                elif "logflow.ingest.prepare_worker" in name:
+                    role = "prepare helper"
+                else:
+                    role = name.split(" -m logflow ")[-1].split()[0]
                 out[f"{pid} {role}"] = peak_rss_bytes(pid)
         return out
 

@@ -26,22 +26,12 @@ from logflow.backends.errors import BackendUnavailable
 from logflow.cli.common import load, settings_options, setup_logging
 from logflow.ingest.listeners import ListenerConfig, ListenerError, Listeners
 from logflow.ingest.processor import Processor
+from logflow.processes import die_with_parent
 from logflow.runtime import Runtime
 from logflow.settings import Settings
 from logflow.status import PROCESSOR_STATUS_FILE
 
 log = logging.getLogger("logflow.cli")
-
-
-def _die_with_parent() -> None:
-    """Linux: have the kernel SIGKILL this process when its parent dies (even by kill -9)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def run_processor(settings: Settings, *, stop: threading.Event | None = None, index: int = 0) -> None:
@@ -56,6 +46,7 @@ def run_processor(settings: Settings, *, stop: threading.Event | None = None, in
         runtime.queue, runtime.store, group=settings.processor_group, batch_size=settings.processor_batch,
         retention_s=settings.retention_days * 86400, retention_check_s=settings.retention_check_s,
         status_path=settings.data_dir / PROCESSOR_STATUS_FILE.replace(".json", f"{suffix}.json"),
+        prepare_worker=settings.processor_prepare_worker,
     )
     log.info("processor %d started (queue=%s store=%s)", os.getpid(), runtime.queue.kind, runtime.store.kind)
     freeze_startup_heap()
@@ -72,7 +63,7 @@ def run_processor(settings: Settings, *, stop: threading.Event | None = None, in
 
 
 def _child_processor(settings: Settings, parent: int) -> None:
-    _die_with_parent()
+    die_with_parent()
     setup_logging()
     stop = threading.Event()
 
@@ -159,6 +150,11 @@ def freeze_startup_heap() -> None:
 def serve_api(settings: Settings, app: FastAPI, *, ssl_certfile: str | None, ssl_keyfile: str | None,
               access_log: bool) -> None:
     freeze_startup_heap()
+    # An ingest request of 5,000 events makes ~40 k short-lived objects (parsed lines, events,
+    # results) that reference counting frees; at the default threshold of 700 they set off
+    # dozens of young-generation collections each. Measured at 1 M events: 16.0 -> 13.4 µs of
+    # API CPU per event. Cyclic garbage is still collected, every 50 k allocations.
+    gc.set_threshold(50_000, 20, 1_000)
     # half_close_tolerant_http: GELF HTTP clients (graypy, pygelf) close without reading the answer.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=access_log,
                 ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, timeout_graceful_shutdown=10,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +32,29 @@ def format_timestamp(ts_us: int) -> str:
     moment = _EPOCH + timedelta(microseconds=ts_us)
     return f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:" \
            f"{moment.second:02d}.{moment.microsecond:06d}Z"
+
+
+WIRE_ERRORS = (orjson.JSONDecodeError, KeyError, ValueError, TypeError, struct.error)
+
+
+def read_wire(payload: bytes) -> tuple[int, Level, str, dict[str, Any], bytes | None]:
+    """(timestamp, level, service, body document, body JSON as sent or None) of a queue payload.
+
+    Reads every format ever written (the queue may hold events of an older version during an
+    upgrade); the body JSON is None for format 1. Raises one of WIRE_ERRORS for a damaged payload.
+    """
+    if payload[:1] == b"{":
+        doc = orjson.loads(payload)
+        return doc["t"], _LEVEL_BY_NUMBER[doc["l"]], doc["s"], doc, None
+    marker, timestamp, level, size = _WIRE_2_HEADER.unpack_from(payload)
+    if marker != _WIRE_2:
+        raise ValueError(f"unknown queue wire format {marker}")
+    start = _WIRE_2_HEADER.size
+    body_json = payload[start + size :]
+    doc = orjson.loads(body_json)
+    if not isinstance(doc, dict):
+        raise TypeError(f"queue payload body is {type(doc).__name__}, not an object")
+    return timestamp, _LEVEL_BY_NUMBER[level], payload[start : start + size].decode(), doc, body_json
 
 
 @dataclass(slots=True)
@@ -89,23 +113,25 @@ class LogEvent:
 
     @classmethod
     def from_wire(cls, payload: bytes) -> LogEvent:
-        if payload[:1] == b"{":
-            doc = orjson.loads(payload)
-            timestamp, level, service, body_json = doc["t"], doc["l"], doc["s"], None
-        else:
-            marker, timestamp, level, size = _WIRE_2_HEADER.unpack_from(payload)
-            if marker != _WIRE_2:
-                raise ValueError(f"unknown queue wire format {marker}")
-            start = _WIRE_2_HEADER.size
-            service = payload[start : start + size].decode()
-            body_json = payload[start + size :]
-            doc = orjson.loads(body_json)
+        timestamp, level, service, doc, body_json = read_wire(payload)
         get = doc.get
         # Positional, in field order: the processor decodes every queued event (~0.5 µs less each).
         return cls(
-            doc["i"], timestamp, _LEVEL_BY_NUMBER[level], service, doc["m"], get("h"), get("trace_id"),
+            doc["i"], timestamp, level, service, doc["m"], get("h"), get("trace_id"),
             get("span_id"), get("request_id"), get("correlation_id"), get("a") or {}, get("f") or [], body_json,
         )
+
+    @classmethod
+    def from_wire_batch(cls, payloads: Sequence[bytes]) -> tuple[list[LogEvent], list[tuple[int, str]]]:
+        """Decode queue payloads: the events, and (index, reason) of each payload that is not one."""
+        events: list[LogEvent] = []
+        undecodable: list[tuple[int, str]] = []
+        for index, payload in enumerate(payloads):
+            try:
+                events.append(cls.from_wire(payload))
+            except WIRE_ERRORS as exc:
+                undecodable.append((index, f"undecodable queue payload: {exc}"))
+        return events, undecodable
 
     def to_api(self) -> dict[str, Any]:
         """The public JSON shape (the seed's log fields plus correlation ids and ``metadata``)."""

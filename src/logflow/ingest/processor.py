@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,8 +18,9 @@ import orjson
 
 from logflow.backends.errors import BackendError
 from logflow.backends.queue.base import ConsumedBatch, DeadLetter, EventQueue, QueueConsumer
-from logflow.backends.store.base import LogStore
+from logflow.backends.store.base import LogStore, PreparedBatch, PreparingStore, WriteResult
 from logflow.domain.events import LogEvent
+from logflow.ingest.prepare_worker import PrepareWorker
 
 log = logging.getLogger("logflow.processor")
 
@@ -40,8 +41,18 @@ class ProcessorCounters:
     events_per_s: float = 0.0
 
 
+def decode_payloads(payloads: list[bytes]) -> PreparedBatch:
+    """The preparation every store can use: queue payloads decoded into events."""
+    events, undecodable = LogEvent.from_wire_batch(payloads)
+    return PreparedBatch(undecodable=undecodable, data=events)
+
+
 class Processor:
-    """Moves events from the queue to the store; run one per core or per Kafka partition group."""
+    """Moves events from the queue to the store; run one per core or per Kafka partition group.
+
+    With ``prepare_worker`` and a store that prepares its writes (the embedded one), each batch
+    is prepared in a helper process while the previous one is written (see prepare_worker.py).
+    """
 
     def __init__(
         self,
@@ -49,10 +60,11 @@ class Processor:
         store: LogStore,
         *,
         group: str,
-        batch_size: int = 5000,
+        batch_size: int = 10_000,
         retention_s: int | None = None,
         retention_check_s: float = 300.0,
         status_path: Path | None = None,
+        prepare_worker: bool = False,
     ) -> None:
         self.queue = queue
         self.store = store
@@ -65,18 +77,25 @@ class Processor:
         self._next_retention = 0.0
         self._last_status = 0.0
         self._rate_mark = (time.monotonic(), 0)
+        # Chosen once: how a batch is prepared, and how a prepared batch is written.
+        self._prepare: Callable[[list[bytes]], PreparedBatch] = decode_payloads
+        self._write: Callable[[PreparedBatch], WriteResult] = self._write_events
+        if isinstance(store, PreparingStore):
+            self._prepare, self._write = store.preparer(), store.write_prepared
+        self.pipelined = prepare_worker and isinstance(store, PreparingStore)
+
+    def _write_events(self, prepared: PreparedBatch) -> WriteResult:
+        return self.store.write(prepared.data)
 
     def handle(self, consumer: QueueConsumer, batch: ConsumedBatch) -> None:
-        """Store one batch, dead-letter what the store refuses, then commit. Raises BackendError."""
-        events: list[LogEvent] = []
-        letters: list[DeadLetter] = []
+        """Prepare and store one batch in this process, then commit. Raises BackendError."""
+        self._store(consumer, batch, self._prepare([record.value for record in batch.records]))
+
+    def _store(self, consumer: QueueConsumer, batch: ConsumedBatch, prepared: PreparedBatch) -> None:
+        """Store a prepared batch, dead-letter what cannot be stored, then commit. Raises BackendError."""
         now_ms = int(time.time() * 1000)
-        for record in batch.records:
-            try:
-                events.append(LogEvent.from_wire(record.value))
-            except (orjson.JSONDecodeError, KeyError, ValueError, TypeError, struct.error) as exc:
-                letters.append(DeadLetter(record.value, f"undecodable queue payload: {exc}", now_ms))
-        result = self.store.write(events)
+        letters = [DeadLetter(batch.records[index].value, reason, now_ms) for index, reason in prepared.undecodable]
+        result = self._write(prepared)
         letters += [DeadLetter(r.event.to_json(), r.reason, now_ms) for r in result.rejected]
         if letters:
             self.queue.dead_letter(letters)
@@ -90,27 +109,70 @@ class Processor:
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop`` is set; the in-flight batch is finished (or handed back) first."""
         consumer = self.queue.consumer(self.group)
-        backoff = 0.5
+        worker = PrepareWorker(self._prepare) if self.pipelined else None
         try:
-            while not stop.is_set():
-                self._maintenance()
-                try:
-                    batch = consumer.poll(self.batch_size, timeout_s=0.2)
-                    if batch is None or not batch.records:
-                        continue
-                    self.handle(consumer, batch)
-                    backoff = 0.5
-                except BackendError as exc:
-                    # Store or queue down: keep the batch uncommitted and try again after a pause.
-                    self.counters.store_errors += 1
-                    self.counters.last_error = f"{type(exc).__name__}: {exc}"
-                    log.warning("processor: %s; retrying in %.1fs", exc, backoff)
-                    consumer.rewind()
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, 30.0)
+            if worker is None:
+                self._run_serial(consumer, stop)
+            else:
+                self._run_pipelined(consumer, worker, stop)
         finally:
+            if worker is not None:
+                worker.close()
             consumer.close()
             self._write_status(force=True)
+
+    def _run_serial(self, consumer: QueueConsumer, stop: threading.Event) -> None:
+        backoff = 0.5
+        while not stop.is_set():
+            self._maintenance()
+            try:
+                batch = consumer.poll(self.batch_size, timeout_s=0.2)
+                if batch is None or not batch.records:
+                    continue
+                self.handle(consumer, batch)
+                backoff = 0.5
+            except BackendError as exc:
+                backoff = self._failed(consumer, exc, stop, backoff)
+
+    def _run_pipelined(self, consumer: QueueConsumer, worker: PrepareWorker, stop: threading.Event) -> None:
+        """Batch N is written while the helper prepares batch N+1; commits stay in queue order.
+
+        On stop the batch being written is finished; one still being prepared is handed back
+        (never committed, so the queue delivers it again).
+        """
+        backoff = 0.5
+        ahead: ConsumedBatch | None = None  # submitted to the helper, not yet written
+        while not stop.is_set():
+            self._maintenance()
+            try:
+                if ahead is None:
+                    ahead = self._submit(consumer, worker, timeout_s=0.2)
+                    continue
+                prepared = worker.result()
+                current, ahead = ahead, None
+                ahead = self._submit(consumer, worker, timeout_s=0.0)
+                self._store(consumer, current, prepared)
+                backoff = 0.5
+            except BackendError as exc:
+                ahead = None
+                worker.discard()
+                backoff = self._failed(consumer, exc, stop, backoff)
+
+    def _submit(self, consumer: QueueConsumer, worker: PrepareWorker, timeout_s: float) -> ConsumedBatch | None:
+        batch = consumer.poll(self.batch_size, timeout_s=timeout_s)
+        if batch is None or not batch.records:
+            return None
+        worker.submit([record.value for record in batch.records])
+        return batch
+
+    def _failed(self, consumer: QueueConsumer, exc: BackendError, stop: threading.Event, backoff: float) -> float:
+        """Store, queue or helper down: keep what is uncommitted and try again after a pause."""
+        self.counters.store_errors += 1
+        self.counters.last_error = f"{type(exc).__name__}: {exc}"
+        log.warning("processor: %s; retrying in %.1fs", exc, backoff)
+        consumer.rewind()
+        stop.wait(backoff)
+        return min(backoff * 2, 30.0)
 
     def _maintenance(self) -> None:
         now = time.time()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from logflow.domain.events import LogEvent
 from logflow.domain.levels import Level
@@ -29,6 +29,18 @@ class WriteResult:
     stored: int = 0
     duplicates: int = 0
     rejected: list[Rejected] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """Queue payloads decoded and made ready for one store's write, possibly in a helper process.
+
+    ``undecodable`` holds (index in the batch, reason) for payloads that are not events (they go
+    to the dead letters); ``data`` is the store's own form, opaque to the processor.
+    """
+
+    undecodable: list[tuple[int, str]]
+    data: Any
 
 
 @dataclass(slots=True)
@@ -131,4 +143,22 @@ class LogStore(Protocol):
 
     def close(self) -> None:
         """Release connections and files."""
+        ...
+
+
+@runtime_checkable
+class PreparingStore(LogStore, Protocol):
+    """A store whose CPU-bound share of a write is a pure function of the queue payloads.
+
+    The processor can then run ``preparer()`` for the next batch in a helper process while this
+    batch is written, so decoding, tokenizing and compressing overlap the database work.
+    ``write_prepared`` has the same guarantees as ``write``.
+    """
+
+    def preparer(self) -> Callable[[list[bytes]], PreparedBatch]:
+        """A module-level function (picklable, no state of this store) that prepares one batch."""
+        ...
+
+    def write_prepared(self, batch: PreparedBatch) -> WriteResult:
+        """Store a batch made by ``preparer()``; raises BackendUnavailable like ``write``."""
         ...

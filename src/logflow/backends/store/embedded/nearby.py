@@ -14,10 +14,8 @@ from __future__ import annotations
 import sqlite3
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-from logflow.domain.events import LogEvent
 
 from .layout import DAY_US, MS_US, SEQ_BITS
 
@@ -52,13 +50,13 @@ class StoredNearby:
                 self.in_time_ids.setdefault(rid - rid % _MS_SPAN, []).append((hashed, blk, slot))
 
 
-def scan_nearby(conn: sqlite3.Connection, day: int, high_water: int, events: Sequence[LogEvent]) -> StoredNearby:
-    """Scan the clusters of milliseconds of ``events`` that lie at or below ``high_water``."""
+def scan_nearby(conn: sqlite3.Connection, day: int, high_water: int, timestamps: Iterable[int]) -> StoredNearby:
+    """Scan the clusters of milliseconds of events (by timestamp, µs) that lie at or below ``high_water``."""
     day_us = day * DAY_US
     # Events whose millisecond starts after the high-water mark are left out before any counting:
     # in the common case (a batch newer than everything stored) that is all of them.
     last_ms = (high_water >> SEQ_BITS) // MS_US
-    per_ms = Counter(ms for ms in ((event.timestamp - day_us) // MS_US for event in events) if ms <= last_ms)
+    per_ms = Counter(ms for ms in ((ts - day_us) // MS_US for ts in timestamps) if ms <= last_ms)
     clusters: list[list[int]] = []  # [lo, hi, events]
     for ms in sorted(per_ms):
         lo = ms * _MS_SPAN

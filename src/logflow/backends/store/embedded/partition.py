@@ -11,13 +11,13 @@ from logflow.domain.events import LogEvent
 from logflow.domain.ids import ulid_ms
 from logflow.domain.levels import Level
 from logflow.domain.query import LogFilter
-from logflow.domain.text import tokenize
 
 from . import rollup
-from .blocks import BLOCK_EVENTS, BlockCodec, BlockReader, document_json, id_hash, message_hash
+from .blocks import BLOCK_EVENTS, BlockReader, id_hash
 from .layout import DAY_US, MS_US, SEQ_BITS, SEQ_MASK, rid_bounds, ts_of_rid
 from .nearby import StoredNearby, scan_nearby
-from .sql import ERRORS_ONLY, FIRST_ERROR_LEVEL, SCHEMA, Where, build_where, service_token
+from .prepare import ID, LEVEL, SERVICE, STAMP, TS, Item, blocks_of, documents_of
+from .sql import ERRORS_ONLY, SCHEMA, Where, build_where, service_token
 
 _CHUNK = 500
 # Bumped whenever the partition layout changes; checked on every open. Format 5 writes blocks of
@@ -37,7 +37,7 @@ def connect(path: Path, *, create: bool) -> sqlite3.Connection:
     conn.execute("PRAGMA cache_size=-16000")
     conn.execute("PRAGMA temp_store=MEMORY")
     # Checkpointed WAL space is reused, but cap what stays on disk after a burst: one write of
-    # 5,000 events needs ~1-2 MiB of WAL, and every day partition keeps its own WAL file.
+    # 10,000 events needs ~2-4 MiB of WAL, and every day partition keeps its own WAL file.
     conn.execute("PRAGMA journal_size_limit=4194304")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if create and (version == 0 or version in READABLE_FORMATS):
@@ -98,15 +98,13 @@ class PartitionWriter:
         self.conn = connect(path, create=True)
         self.names = Names(self.conn)
         self.reader = BlockReader(self.conn)
-        self._codec = BlockCodec()
         top = self.conn.execute("SELECT max(rid) FROM events").fetchone()[0]
         # Everything above this row id is free; only older timestamps need a collision probe.
         self._high_water: int = -1 if top is None else int(top)
         next_blk = self.conn.execute("SELECT max(blk) FROM blocks").fetchone()[0]
         self._next_blk = 1 if next_blk is None else int(next_blk) + 1
 
-    def _existing_ids(self, events: Sequence[LogEvent], stamps: Sequence[int | None],
-                      nearby: StoredNearby) -> set[str]:
+    def _existing_ids(self, items: Sequence[Item], nearby: StoredNearby) -> set[str]:
         """Ids already stored: candidates by hash, confirmed against the stored document.
 
         An id that is a ULID of the event's own millisecond can only be stored within that
@@ -116,23 +114,22 @@ class PartitionWriter:
         """
         by_hash: dict[int, set[str]] = {}
         found: set[str] = set()
-        for event, ms in zip(events, stamps, strict=True):
-            if ms is not None and ms == event.timestamp // MS_US:
+        for event_id, hashed, ms, ts, *_ in items:
+            if ms is not None and ms == ts // MS_US:
                 bounds = rid_bounds(self.day, ms * MS_US, (ms + 1) * MS_US)
                 if bounds is None or bounds[0] > self._high_water:
                     continue  # nothing is stored in that millisecond yet
                 lo, hi = bounds
-                hashed = id_hash(event.id)
                 if nearby.covers(lo):
                     candidates: Iterable[tuple[int, int, int]] = nearby.in_time_ids.get(lo, [])
                 else:
                     candidates = self.conn.execute(
                         "SELECT id_hash, blk, slot FROM events WHERE rid BETWEEN ? AND ? AND id_hash = ? "
                         "AND id_in_time = 1", (lo, hi, hashed))
-                if any(h == hashed and self.reader.doc(blk, slot).get("i") == event.id for h, blk, slot in candidates):
-                    found.add(event.id)
+                if any(h == hashed and self.reader.doc(blk, slot).get("i") == event_id for h, blk, slot in candidates):
+                    found.add(event_id)
             else:
-                by_hash.setdefault(id_hash(event.id), set()).add(event.id)
+                by_hash.setdefault(hashed, set()).add(event_id)
         hashes = list(by_hash)
         for i in range(0, len(hashes), _CHUNK):
             chunk = hashes[i : i + _CHUNK]
@@ -175,79 +172,86 @@ class PartitionWriter:
             taken[base] = following
             base = following
 
-    def write(self, events: Sequence[LogEvent]) -> tuple[int, int]:
-        """Insert events not yet stored; returns (stored, duplicates). One transaction."""
-        stamps = [ulid_ms(event.id) for event in events]  # the ULID millisecond of each id, if any
-        nearby = scan_nearby(self.conn, self.day, self._high_water, events)
-        existing = self._existing_ids(events, stamps, nearby)
-        fresh: list[LogEvent] = []
-        fresh_stamps: list[int | None] = []
+    def write(self, items: Sequence[Item], blocks: Sequence[bytes]) -> tuple[int, int]:
+        """Insert events not yet stored; returns (stored, duplicates). One transaction.
+
+        ``blocks`` holds the items' documents, BLOCK_EVENTS per block in item order (see prepare.py).
+        """
+        # The common case, a batch newer than everything stored: every millisecond it touches
+        # starts above the high-water mark, so no stored row can be near it or share its ids.
+        oldest_ms = min(item[TS] for item in items) // MS_US
+        if (oldest_ms * MS_US - self.day * DAY_US) << SEQ_BITS > self._high_water:
+            nearby = StoredNearby()
+            existing = self._existing_ids([item for item in items if item[STAMP] != item[TS] // MS_US], nearby)
+        else:
+            nearby = scan_nearby(self.conn, self.day, self._high_water, [item[TS] for item in items])
+            existing = self._existing_ids(items, nearby)
+        fresh: list[Item] = []
+        kept: list[int] = []  # indexes of the fresh items
         seen: set[str] = set()
-        for event, ms in zip(events, stamps, strict=True):
-            if event.id not in existing and event.id not in seen:
-                seen.add(event.id)
-                fresh.append(event)
-                fresh_stamps.append(ms)
-        duplicates = len(events) - len(fresh)
+        for index, item in enumerate(items):
+            event_id = item[ID]
+            if event_id not in existing and event_id not in seen:
+                seen.add(event_id)
+                fresh.append(item)
+                kept.append(index)
+        duplicates = len(items) - len(fresh)
         if not fresh:
             return 0, duplicates
+        if duplicates:  # rare (replays): the blocks must hold exactly the stored events, in order
+            documents = documents_of(blocks)
+            blocks = blocks_of([documents[index] for index in kept])
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            rows, fts, blocks = self._rows(fresh, fresh_stamps, nearby)
-            conn.executemany("INSERT INTO blocks VALUES (?, ?)", blocks)
+            first_blk = self._next_blk
+            rows, fts = self._rows(fresh, first_blk, nearby)
+            conn.executemany("INSERT INTO blocks VALUES (?, ?)", enumerate(blocks, first_blk))
             conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", rows)
             conn.executemany("INSERT INTO events_fts(rowid, tokens) VALUES (?,?)", fts)
-            rollup.record(conn, fresh)
+            rollup.record(conn, [(item[TS], item[LEVEL], item[SERVICE]) for item in fresh])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             self.names = Names(conn)  # drop ids created by the rolled-back transaction
             raise
+        self._next_blk = first_blk + len(blocks)
         self._high_water = max(self._high_water, max(int(r[0]) for r in rows))
         return len(rows), duplicates
 
-    def _rows(self, events: list[LogEvent], stamps: list[int | None], nearby: StoredNearby) -> tuple[
-            list[tuple[Any, ...]], list[tuple[int, str]], list[Any]]:
+    def _rows(self, items: list[Item], first_blk: int, nearby: StoredNearby) -> tuple[
+            list[tuple[Any, ...]], list[tuple[int, str]]]:
         rows: list[tuple[Any, ...]] = []
         fts: list[tuple[int, str]] = []
-        blocks: list[tuple[int, bytes]] = []
         taken: dict[int, int] = {}
         id_for, next_free, high_water = self.names.id_for, self._next_free, self._high_water
         day_us = self.day * DAY_US
         services: dict[str, tuple[int, str]] = {}  # name -> (id, " " + its FTS token)
         hosts: dict[str | None, int] = {None: 0}
-        for start in range(0, len(events), BLOCK_EVENTS):
-            chunk = events[start : start + BLOCK_EVENTS]
-            blk = self._next_blk
-            self._next_blk += 1
-            blocks.append((blk, self._codec.encode([document_json(e) for e in chunk])))
-            for slot, event in enumerate(chunk):
-                # layout.rid_base and ts_of_rid written out: this loop runs once per stored event.
-                base = (event.timestamp - day_us) << SEQ_BITS
-                if base > high_water and base not in taken:  # the common case: a free microsecond
-                    rid = base
-                    taken[base] = base + 1
-                else:
-                    rid = next_free(base, taken, nearby)
-                host = hosts.get(event.host)
-                if host is None:
-                    host = hosts[event.host] = id_for("host", event.host)  # type: ignore[arg-type]
-                service = services.get(event.service)
-                if service is None:
-                    svc_id = id_for("service", event.service)
-                    service = services[event.service] = (svc_id, " " + service_token(svc_id))
-                # In time only if the row also stayed in its millisecond (a flood can push it later).
-                ms = stamps[start + slot]
-                in_time = ms is not None and ms == event.timestamp // MS_US == (day_us + (rid >> SEQ_BITS)) // MS_US
-                level = int(event.level)
-                # Only error rows store their message hash (for the top-errors index); others are
-                # grouped by message rarely enough to hash on read (lf_msg_hash): 7 B/event less.
-                hashed = message_hash(event.message) if level >= FIRST_ERROR_LEVEL else None
-                rows.append((rid, id_hash(event.id), level, service[0], host, hashed, blk, slot, int(in_time)))
-                # The service token goes last, so it never sits between two words of a phrase.
-                fts.append((rid, " ".join(tokenize(event.message)) + service[1]))
-        return rows, fts, blocks
+        for index, (_, hashed_id, ms, ts, level, service_name, host_name, hashed_msg, tokens) in enumerate(items):
+            # layout.rid_base and ts_of_rid written out: this loop runs once per stored event.
+            base = (ts - day_us) << SEQ_BITS
+            if base > high_water and base not in taken:  # the common case: a free microsecond
+                rid = base
+                taken[base] = base + 1
+            else:
+                rid = next_free(base, taken, nearby)
+            host = hosts.get(host_name)
+            if host is None:
+                host = hosts[host_name] = id_for("host", host_name)  # type: ignore[arg-type]
+            service = services.get(service_name)
+            if service is None:
+                svc_id = id_for("service", service_name)
+                service = services[service_name] = (svc_id, " " + service_token(svc_id))
+            # In time only if the row also stayed in its millisecond (a flood can push it later).
+            in_time = ms is not None and ms == ts // MS_US == (day_us + (rid >> SEQ_BITS)) // MS_US
+            # Only error rows carry their message hash (for the top-errors index); others are
+            # grouped by message rarely enough to hash on read (lf_msg_hash): 7 B/event less.
+            blk, slot = divmod(index, BLOCK_EVENTS)
+            rows.append((rid, hashed_id, level, service[0], host, hashed_msg, first_blk + blk, slot, int(in_time)))
+            # The service token goes last, so it never sits between two words of a phrase.
+            fts.append((rid, tokens + service[1]))
+        return rows, fts
 
     def close(self) -> None:
         self.conn.close()

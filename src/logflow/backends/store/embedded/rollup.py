@@ -13,7 +13,6 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 
-from logflow.domain.events import LogEvent
 from logflow.domain.query import LogFilter
 
 from .layout import MINUTE_US
@@ -40,11 +39,9 @@ CREATE TABLE IF NOT EXISTS rollup_hour(
 Row = tuple[int, str, int, int]  # (bucket start µs or 0, service or '', level, count)
 
 
-def record(conn: sqlite3.Connection, events: Iterable[LogEvent]) -> None:
-    """Add the events to both tables (inside the caller's write transaction)."""
-    minutes: Counter[tuple[int, int, str]] = Counter(
-        (e.timestamp // MINUTE_US, int(e.level), e.service) for e in events
-    )
+def record(conn: sqlite3.Connection, events: Iterable[tuple[int, int, str]]) -> None:
+    """Add events, as (timestamp µs, level, service), to both tables (inside the caller's write transaction)."""
+    minutes: Counter[tuple[int, int, str]] = Counter((ts // MINUTE_US, level, service) for ts, level, service in events)
     hours: Counter[tuple[int, int, str]] = Counter()
     for (minute, level, service), n in minutes.items():
         hours[(minute // HOUR_MINUTES, level, service)] += n

@@ -7,7 +7,7 @@ import os
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from logflow.backends.errors import BackendUnavailable
@@ -16,6 +16,7 @@ from logflow.backends.store.base import (
     BucketCount,
     GroupCount,
     MessageCount,
+    PreparedBatch,
     SearchPage,
     StoreStats,
     WriteResult,
@@ -24,8 +25,9 @@ from logflow.domain.events import LogEvent
 from logflow.domain.levels import Level
 from logflow.domain.query import LogFilter, SearchRequest
 
-from .layout import DAY_US, MINUTE_US, SEQ_BITS, day_from_name, day_of, partition_name, rid_bounds, ts_of_rid
+from .layout import DAY_US, MINUTE_US, SEQ_BITS, day_from_name, partition_name, rid_bounds, ts_of_rid
 from .partition import PartitionReader, PartitionWriter
+from .prepare import PreparedDay, prepare_events, prepare_payloads
 from .sql import is_plain
 
 # Level(n) goes through Enum's lookup machinery; a 1-minute histogram over a day makes ~40k of them.
@@ -89,17 +91,22 @@ class EmbeddedStore:
 
     # -- writes ---------------------------------------------------------------------------
     def write(self, events: Sequence[LogEvent]) -> WriteResult:
-        by_day: dict[int, list[LogEvent]] = {}
-        for event in events:
-            by_day.setdefault(day_of(event.timestamp), []).append(event)
+        return self.write_prepared(PreparedBatch(undecodable=[], data=prepare_events(events)))
+
+    def preparer(self) -> Callable[[list[bytes]], PreparedBatch]:
+        return prepare_payloads
+
+    def write_prepared(self, batch: PreparedBatch) -> WriteResult:
+        days: list[PreparedDay] = batch.data
         result = WriteResult()
         with self._write_lock:
-            for day, batch in sorted(by_day.items()):
+            for prepared in days:
+                day = prepared.day
                 writer = self._writers.get(day)
                 if writer is None:
                     writer = self._writers[day] = PartitionWriter(self.directory / partition_name(day), day)
                 try:
-                    stored, duplicates = writer.write(batch)
+                    stored, duplicates = writer.write(prepared.items, prepared.blocks)
                 except sqlite3.DatabaseError as exc:  # disk full, I/O error, bad file: retry later
                     raise BackendUnavailable(f"embedded store write failed: {exc}") from exc
                 result.stored += stored

@@ -1,0 +1,166 @@
+"""A helper process that prepares the processor's next batch while the current one is written.
+
+The processor is one Python thread, and a store write is half pure CPU work (decoding payloads,
+tokenizing, compressing) and half database work. Threads cannot overlap the two: the sqlite3
+module releases the GIL for every row, and a thread busy in Python then holds the writer up
+for a whole switch interval (5 ms) per row. A second process can. It receives the payloads
+of one batch at a time and sends back the store's prepared form (see PreparingStore); nothing
+in it is durable, so losing it loses nothing: the batch is read from the queue again.
+
+The helper is ``python -m logflow.ingest.prepare_worker module:function``, talking length-
+prefixed pickles over its stdin and stdout: unlike multiprocessing's spawn it never imports the
+parent's ``__main__``, so it works under any launcher.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import logging
+import os
+import pickle
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import IO, Any, NoReturn
+
+from logflow.backends.errors import BackendUnavailable
+from logflow.backends.store.base import PreparedBatch
+
+log = logging.getLogger("logflow.processor")
+
+Prepare = Callable[[list[bytes]], PreparedBatch]
+_LENGTH = struct.Struct("<Q")
+
+
+class PrepareFailed(RuntimeError):
+    """The preparation itself raised: a bug, not a condition that retrying fixes."""
+
+
+def _send(stream: IO[bytes], value: Any) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_LENGTH.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> Any:
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        raise EOFError("the other side closed the pipe")
+    (size,) = _LENGTH.unpack(head)
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("the other side closed the pipe mid-message")
+    return pickle.loads(data)  # our own child process, over a private pipe
+
+
+class PrepareWorker:
+    """One helper process and at most one batch in flight; started on first use, restarted if lost."""
+
+    def __init__(self, prepare: Prepare) -> None:
+        self._target = f"{prepare.__module__}:{prepare.__qualname__}"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._in_flight = False
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", __name__, self._target],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        self._process = process
+        return process
+
+    def submit(self, payloads: list[bytes]) -> None:
+        """Send a batch to prepare; the previous one's result must have been taken."""
+        if self._in_flight:
+            raise RuntimeError("PrepareWorker.submit: the previous batch was not taken")
+        process = self._process or self._start()
+        assert process.stdin is not None
+        try:
+            _send(process.stdin, payloads)
+        except OSError as exc:
+            self._lost(exc)
+        self._in_flight = True
+
+    def result(self) -> PreparedBatch:
+        """The prepared form of the batch submitted last. Raises BackendUnavailable if the helper died."""
+        if not self._in_flight or self._process is None or self._process.stdout is None:
+            raise RuntimeError("PrepareWorker.result: nothing was submitted")
+        self._in_flight = False
+        try:
+            answer = _receive(self._process.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError) as exc:
+            self._lost(exc)
+        if isinstance(answer, str):
+            raise PrepareFailed(f"preparing a batch failed: {answer}")
+        prepared: PreparedBatch = answer
+        return prepared
+
+    def discard(self) -> None:
+        """Drop the batch in flight, if any (after a failed write the queue delivers it again)."""
+        if self._in_flight:
+            with contextlib.suppress(BackendUnavailable, PrepareFailed):
+                self.result()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def _lost(self, exc: BaseException) -> NoReturn:
+        code = None if self._process is None else self._process.poll()
+        self.close()
+        log.warning("processor: the prepare helper process was lost (exit code %s); another starts with "
+                    "the next batch", code)
+        raise BackendUnavailable(f"prepare helper process lost: {exc!r}") from exc
+
+    def close(self) -> None:
+        """Stop the helper (closing its stdin ends its loop) and wait for it briefly."""
+        process, self._process = self._process, None
+        self._in_flight = False
+        if process is None:
+            return
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def main(target: str) -> None:
+    """The helper's loop: read a batch, prepare it, answer; until stdin closes."""
+    from logflow.processes import die_with_parent
+
+    die_with_parent()
+    module, _, name = target.partition(":")
+    prepare: Prepare = getattr(importlib.import_module(module), name)
+    # Like the processor: each batch is ~100 k short-lived objects that reference counting frees;
+    # the default thresholds would run thousands of pointless young-generation collections.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 1_000)
+    requests, answers = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # stdout is the channel: nothing else may write to it
+    while True:
+        try:
+            payloads = _receive(requests)
+        except EOFError:
+            return  # the processor closed the pipe or died
+        try:
+            answer: PreparedBatch | str = prepare(payloads)
+        except Exception as exc:  # reported to the processor, which stops with it
+            answer = f"{type(exc).__name__}: {exc}"
+        try:
+            _send(answers, answer)
+        except OSError:
+            return  # the processor went away while this batch was being prepared
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
