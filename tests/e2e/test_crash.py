@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -75,3 +78,48 @@ def test_kill_minus_nine_during_ingest(tmp_path: Path) -> None:
     doubled = [s for s, n in stored.items() if n > 1]
     assert not doubled, f"events stored twice: {doubled[:5]}"
     assert set(stored) <= set(range(next_seq[0]))
+
+
+def _processor_children(serve_pid: int) -> list[int]:
+    """Pids of serve's processor children (spawned by multiprocessing, unlike its resource tracker)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{serve_pid}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"spawn_main" in cmdline:
+                found.append(int(pid))
+    return found
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_serve_starts_its_processor_again_after_a_kill(tmp_path: Path) -> None:
+    server = ServeProcess(tmp_path / "data", free_port())
+    try:
+        server.wait_healthy()
+        _wait_for(lambda: len(_processor_children(server.proc.pid)) == 1, "the processor child")
+        first = _processor_children(server.proc.pid)[0]
+        os.kill(first, signal.SIGKILL)
+        # (A dead child's cmdline reads empty, so it drops out of the list even before it is reaped.)
+        _wait_for(lambda: first not in _processor_children(server.proc.pid), "the killed processor to exit")
+        # Acknowledged while no processor runs: the queue keeps them for the next one.
+        batch = [{"service": "restart", "message": f"after the kill seq={i}"} for i in range(300)]
+        assert httpx.post(f"{server.url}/api/v1/ingest", json=batch, timeout=10).status_code == 202
+        _wait_for(lambda: len(_processor_children(server.proc.pid)) == 1, "a new processor child")
+        second = _processor_children(server.proc.pid)[0]
+        assert second != first
+        server.wait_drained()
+        found = httpx.get(f"{server.url}/api/v1/logs/search", params={"service": "restart", "limit": 1}).json()
+        assert found["total"] == 300
+    finally:
+        server.stop()
+    log = server.log_path.read_text()
+    assert f"processor {first} exited with code -9" in log

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from logflow.domain.levels import Level, parse_level
 from logflow.ingest.limits import IngestLimits
@@ -47,7 +49,21 @@ def test_timestamps(raw: object, expected: str) -> None:
     assert datetime.fromtimestamp(us / 1e6, tz=UTC).isoformat() == expected
 
 
-@pytest.mark.parametrize("raw", ["yesterday", "", True, {"a": 1}, "2026-13-45T00:00:00"])
+@given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1)),
+       st.sampled_from(["seconds", "milliseconds", "microseconds"]))
+def test_utc_z_form_is_read_exactly(moment: datetime, precision: str) -> None:
+    """The "...Z" form takes a shortcut; it must give the exact microseconds of the general path."""
+    text = moment.isoformat(timespec=precision) + "Z"
+    as_utc = moment.replace(tzinfo=UTC)
+    expected = (as_utc - datetime(1970, 1, 1, tzinfo=UTC)) // (datetime.resolution)
+    if precision != "microseconds":
+        expected -= expected % (1_000 if precision == "milliseconds" else 1_000_000)
+    assert parse_timestamp(text) == expected
+    assert parse_timestamp(" " + text) == expected  # the general path (it strips spaces)
+
+
+@pytest.mark.parametrize("raw", ["yesterday", "", True, {"a": 1}, "2026-13-45T00:00:00", "2026-13-45T00:00:00Z",
+                                 "Z", "12Z", "2026-11-27T25:00:00Z"])
 def test_bad_timestamps(raw: object) -> None:
     with pytest.raises(TimestampError):
         parse_timestamp(raw)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import multiprocessing
 import os
 import signal
 import sys
@@ -24,6 +23,7 @@ from logflow.app import create_app
 from logflow.auth.errors import StartupRefused
 from logflow.backends.errors import BackendUnavailable
 from logflow.cli.common import load, settings_options, setup_logging
+from logflow.cli.supervise import ChildSupervisor
 from logflow.ingest.listeners import ListenerConfig, ListenerError, Listeners
 from logflow.ingest.processor import Processor
 from logflow.processes import die_with_parent
@@ -210,9 +210,8 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, demo: bool,
     app = build_app(runtime, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     stop = threading.Event()
     source_done = _start_kafka_source(runtime, stop)  # a bad source configuration stops start-up here
-    ctx = multiprocessing.get_context("spawn")
-    child = ctx.Process(target=_child_processor, args=(settings, os.getpid()), name="logflow-processor", daemon=True)
-    child.start()
+    processor_child = ChildSupervisor("processor", _child_processor, (settings, os.getpid()))
+    processor_child.start()  # and started again should it die
     # Alert rules are evaluated in this process; a lease keeps it to one evaluator per database.
     threading.Thread(target=run_engine, args=(runtime, stop), daemon=True, name="alerting").start()
     if demo:
@@ -226,8 +225,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, demo: bool,
         stop.set()
         if source_done is not None:
             source_done.join(timeout=30)  # the in-flight batch is committed before the queue closes
-        child.terminate()
-        child.join(timeout=15)
+        processor_child.stop(timeout_s=15)
         runtime.close()
 
 

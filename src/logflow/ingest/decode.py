@@ -71,19 +71,21 @@ def loads_json(raw: bytes) -> tuple[object, list[str]]:
 
 def _ndjson(data: bytes, limits: IngestLimits) -> list[DecodedItem]:
     items: list[DecodedItem] = []
+    append, max_bytes = items.append, limits.max_event_bytes
     for line_no, raw_line in enumerate(data.split(b"\n"), start=1):
         line = raw_line.strip()
         if not line:
             continue
-        item = DecodedItem(index=len(items), line=line_no)
-        items.append(item)
-        if len(line) > limits.max_event_bytes:
-            item.error = ItemError(413, f"line {line_no} is larger than {limits.max_event_bytes} bytes")
+        if len(line) > max_bytes:
+            error = ItemError(413, f"line {line_no} is larger than {max_bytes} bytes")
+            append(DecodedItem(len(items), None, error, line_no))
             continue
         try:
-            item.value, item.flags = loads_json(line)
+            value, flags = loads_json(line)
         except orjson.JSONDecodeError as exc:
-            item.error = ItemError(400, f"line {line_no} is not valid JSON: {exc}")
+            append(DecodedItem(len(items), None, ItemError(400, f"line {line_no} is not valid JSON: {exc}"), line_no))
+        else:
+            append(DecodedItem(len(items), value, None, line_no, flags))  # positional: once per event
     return items
 
 

@@ -151,7 +151,8 @@ def normalize(
     else:
         return ItemError(422, "'id' must be 1-128 characters of letters, digits, '.', '_', ':' or '-'")
 
-    attributes = {k: v for k, v in item.items() if k not in _MODEL_KEYS} if item.keys() - _MODEL_KEYS else {}
+    # issuperset walks the keys without building a set: most events have no loose attributes.
+    attributes = {} if _MODEL_KEYS.issuperset(item) else {k: v for k, v in item.items() if k not in _MODEL_KEYS}
     metadata = get("metadata")
     if isinstance(metadata, dict):
         attributes.update(metadata)

@@ -117,7 +117,7 @@ class IngestPipeline:
                 events.append(outcome)
                 results.append(ItemResult(item.index, "accepted", id=outcome.id, line=item.line))
         if events:
-            self.queue.publish([QueueRecord(key=e.service.encode(), value=e.to_wire()) for e in events])
+            self.queue.publish([QueueRecord(*event.to_record()) for event in events])
         with self._lock:
             self.counters.batches += 1
             self.counters.accepted += len(events)

@@ -21,8 +21,26 @@ def _from_epoch(value: float) -> int:
     return int(value // 1_000)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def parse_timestamp(raw: object) -> int:
     """UTC microseconds since the epoch. Naive ISO times are taken as UTC."""
+    # The form nearly every shipper sends, ISO 8601 ending in "Z", straight to datetime's C
+    # parser: the checks of the general path below cost ten times the parse itself (timestamps
+    # were ~10 % of the API's CPU on ingest). Anything else, errors included, takes that path.
+    if type(raw) is str and raw[-1:] == "Z":
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            pass
+        else:
+            delta = parsed - _EPOCH
+            return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return _parse(raw)
+
+
+def _parse(raw: object) -> int:
     if isinstance(raw, bool):
         raise TimestampError("a boolean is not a timestamp")
     if isinstance(raw, int | float):
@@ -42,10 +60,10 @@ def parse_timestamp(raw: object) -> int:
         raise TimestampError(f"unrecognized timestamp {text[:64]!r}; use ISO 8601 or epoch seconds/ms/µs/ns") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1_000_000) if parsed.year < 1970 else _aware_to_us(parsed)
+    return _aware_to_us(parsed)
 
 
 def _aware_to_us(parsed: datetime) -> int:
-    # Exact integer arithmetic (float timestamps lose microseconds for far-off dates).
-    delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
+    # Exact integer arithmetic, before 1970 too (float timestamps lose microseconds far from 1970).
+    delta = parsed - _EPOCH
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
