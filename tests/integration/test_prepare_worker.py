@@ -81,7 +81,7 @@ def test_helper_prepares_exactly_what_preparation_in_place_does(worker: PrepareW
     local = prepare_payloads(payloads)
     assert remote == local
     assert [index for index, _ in remote.undecodable] == [2200, 2201]
-    items = [item for day in remote.data for item in day.items]
+    items = [item for _, day_items, _ in remote.data for item in day_items]
     assert [item[0] for item in items] == [e.id for e in sorted(events, key=lambda e: e.timestamp // 86_400_000_000)]
 
 

@@ -37,8 +37,8 @@ def test_payloads_prepare_like_events_across_days_levels_and_ids() -> None:
     prepared = prepare_payloads([e.to_wire() for e in events])
     assert prepared.undecodable == []
     assert prepared.data == prepare_events(events)
-    assert [day.day for day in prepared.data] == sorted({e.timestamp // DAY_US for e in events})
-    assert sum(len(day.items) for day in prepared.data) == 1300
+    assert [day for day, _, _ in prepared.data] == sorted({e.timestamp // DAY_US for e in events})
+    assert sum(len(day_items) for _, day_items, _ in prepared.data) == 1300
 
 
 def test_older_and_unusual_payloads_are_encoded_again_as_one_line() -> None:
@@ -50,10 +50,10 @@ def test_older_and_unusual_payloads_are_encoded_again_as_one_line() -> None:
     prepared = prepare_payloads([format_1, newline_body])
     assert prepared.undecodable == []
     (day,) = prepared.data
-    documents = documents_of(day.blocks)
+    documents = documents_of(day[2])
     assert [orjson.loads(d) for d in documents] == [event.body(), {"i": "x2", "m": "two\nlines"}]
     assert all(b"\n" not in d for d in documents)
-    assert [item[0] for item in day.items] == ["x1", "x2"]
+    assert [item[0] for item in day[1]] == ["x1", "x2"]
 
 
 @pytest.mark.parametrize(
@@ -73,4 +73,4 @@ def test_damaged_payloads_are_reported_and_the_rest_prepared(payload: bytes, rea
     assert [index for index, _ in prepared.undecodable] == [1]
     assert reason in prepared.undecodable[0][1] and prepared.undecodable[0][1].startswith("undecodable queue payload")
     (day,) = prepared.data
-    assert [item[0] for item in day.items] == ["ok", "ok"]  # duplicates are the writer's business
+    assert [item[0] for item in day[1]] == ["ok", "ok"]  # duplicates are the writer's business

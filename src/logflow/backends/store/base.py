@@ -36,7 +36,9 @@ class PreparedBatch:
     """Queue payloads decoded and made ready for one store's write, possibly in a helper process.
 
     ``undecodable`` holds (index in the batch, reason) for payloads that are not events (they go
-    to the dead letters); ``data`` is the store's own form, opaque to the processor.
+    to the dead letters); ``data`` is the store's own form, opaque to the processor, made only of
+    what ``marshal`` carries (tuples, lists, dicts, str, bytes, numbers, None): it crosses from
+    the helper process that way.
     """
 
     undecodable: list[tuple[int, str]]

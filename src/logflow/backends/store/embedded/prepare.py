@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final
 
 from logflow.backends.store.base import PreparedBatch
@@ -45,13 +44,9 @@ def codec() -> BlockCodec:
     return found
 
 
-@dataclass(slots=True)
-class PreparedDay:
-    """The events of one day partition: items, and their documents in blocks of BLOCK_EVENTS, in item order."""
-
-    day: int
-    items: list[Item]
-    blocks: list[bytes]
+# The events of one day partition: (day, items, their documents in blocks of BLOCK_EVENTS in
+# item order). A plain tuple, not a class: prepared batches cross from the helper by marshal.
+PreparedDay = tuple[int, list[Item], list[bytes]]
 
 
 def _item(event_id: str, ts: int, level: int, service: str, host: str | None, message: str) -> Item:
@@ -63,8 +58,8 @@ def _item(event_id: str, ts: int, level: int, service: str, host: str | None, me
 def _prepared(by_day: dict[int, tuple[list[Item], list[bytes]]]) -> list[PreparedDay]:
     compress = codec().encode
     return [
-        PreparedDay(day, items, [compress(documents[start : start + BLOCK_EVENTS])
-                                 for start in range(0, len(documents), BLOCK_EVENTS)])
+        (day, items, [compress(documents[start : start + BLOCK_EVENTS])
+                      for start in range(0, len(documents), BLOCK_EVENTS)])
         for day, (items, documents) in sorted(by_day.items())
     ]
 

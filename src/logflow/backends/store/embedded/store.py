@@ -100,13 +100,12 @@ class EmbeddedStore:
         days: list[PreparedDay] = batch.data
         result = WriteResult()
         with self._write_lock:
-            for prepared in days:
-                day = prepared.day
+            for day, items, blocks in days:
                 writer = self._writers.get(day)
                 if writer is None:
                     writer = self._writers[day] = PartitionWriter(self.directory / partition_name(day), day)
                 try:
-                    stored, duplicates = writer.write(prepared.items, prepared.blocks)
+                    stored, duplicates = writer.write(items, blocks)
                 except sqlite3.DatabaseError as exc:  # disk full, I/O error, bad file: retry later
                     raise BackendUnavailable(f"embedded store write failed: {exc}") from exc
                 result.stored += stored
