@@ -24,7 +24,7 @@ from .sql import FIRST_ERROR_LEVEL
 
 # (id, id hash, ULID millisecond of the id or None, timestamp µs, level, service, host,
 #  message hash (error rows only, for the top-errors index) or None, message tokens joined by spaces).
-# A plain tuple: it crosses the process boundary once per event, and pickles small and fast.
+# A plain tuple: it crosses the process boundary once per event, by marshal (see prepare_worker.py).
 Item = tuple[str, int, int | None, int, int, str, str | None, int | None, str]
 # Positions of the fields the writer reads by index (Final literals, so item[TS] has a type).
 ID: Final = 0
