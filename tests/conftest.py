@@ -98,6 +98,7 @@ class LogFlow:
     client: TestClient
     stop: threading.Event
     threads: list[threading.Thread] = field(default_factory=list)
+    processors: list[Processor] = field(default_factory=list)  # run by ``threads``
     admin: TestClient = field(init=False)
     ingest_key: str = field(init=False, default="")
     clients: list[TestClient] = field(init=False, default_factory=list)  # closed by stop_logflow
@@ -161,6 +162,7 @@ def start_logflow(settings: Settings, processors: int = 1) -> LogFlow:
         thread = threading.Thread(target=proc.run, args=(stop,), daemon=True)
         thread.start()
         flow.threads.append(thread)
+        flow.processors.append(proc)
     return flow
 
 

@@ -54,11 +54,15 @@ def stored_count(flow: LogFlow, service: str) -> int:
 
 def test_kill9_mid_stream_and_restart_ships_every_line_exactly_once(logflow: LogFlow, tmp_path: Path) -> None:
     log = tmp_path / "app.log"
-    log.touch()
-    written = [0]
+    # The first lines are there before the shipper starts, and the application writes on only once
+    # they are stored: the shipper then knows the first file before it is rotated away. (A file
+    # renamed out of the glob before any shipper saw it cannot be followed by anyone; on a busy
+    # machine the writer used to get that far while the first shipper was still starting.)
+    append(log, HDFS[:15])
+    written = [15]
 
     def writer() -> None:  # the application: appends, rotates by rename once, appends more
-        for i in range(0, 1500, 15):
+        for i in range(15, 1500, 15):
             if i == 750:
                 os.rename(log, tmp_path / "app.log.1")
             append(log, HDFS[i : i + 15])
@@ -70,15 +74,28 @@ def test_kill9_mid_stream_and_restart_ships_every_line_exactly_once(logflow: Log
         output = tmp_path / "ship.log"
         thread = threading.Thread(target=writer, daemon=True)
         shipper = ShipProcess(command, output)
-        thread.start()
         try:
+            wait_for(lambda: stored_count(logflow, "hdfs") > 0, "the first lines")
+            thread.start()
             for threshold in (400, 900):  # two crashes while lines keep coming (the second after the rotation)
                 wait_for(lambda t=threshold: written[0] >= t and stored_count(logflow, "hdfs") > 0,  # type: ignore[misc]
                          f"{threshold} lines written")
                 shipper.kill9()
                 shipper = ShipProcess(command, output)
             thread.join(60)
-            wait_for(lambda: stored_count(logflow, "hdfs") >= 1500, "all 1500 lines", timeout=120)
+            try:
+                wait_for(lambda: stored_count(logflow, "hdfs") >= 1500, "all 1500 lines", timeout=120)
+            except AssertionError:
+                # Where did the lines stop: at the shipper, in the queue or at the processor?
+                status = logflow.admin.get("/api/v1/pipeline/status").json()
+                running = zip(logflow.processors, logflow.threads, strict=True)
+                processors = [(p.counters, t.is_alive()) for p, t in running]
+                raise AssertionError(
+                    f"{stored_count(logflow, 'hdfs')} of 1500 lines stored; ingest {status['ingest']}, "
+                    f"queue lag {status['queue']['total_lag']}; processors "
+                    f"{processors}; "
+                    f"shipper output: {output.read_text()[-2000:]}"
+                ) from None
             # A second shipper on the same state directory is refused (it would corrupt the registry).
             locked = subprocess.run(command, capture_output=True, text=True, timeout=60)
             assert locked.returncode == 2 and "another logflow ship is using" in locked.stderr
