@@ -13,6 +13,27 @@ from pathlib import Path
 import httpx
 
 
+def child_pids(parent: int, marker: bytes) -> list[int]:
+    """Live children of ``parent`` (started from any of its threads) whose command line holds ``marker``.
+
+    A child that has died reads an empty command line, so it drops out even before it is reaped.
+    """
+    found: list[int] = []
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:  # a thread that just ended
+            continue
+        for pid in children:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if marker in cmdline:
+                found.append(int(pid))
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

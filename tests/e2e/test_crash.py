@@ -7,13 +7,13 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.helpers import ServeProcess, free_port
+from tests.e2e.helpers import ServeProcess, child_pids, free_port
+from tests.integration.test_shipper import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -82,38 +82,21 @@ def test_kill_minus_nine_during_ingest(tmp_path: Path) -> None:
 
 def _processor_children(serve_pid: int) -> list[int]:
     """Pids of serve's processor children (spawned by multiprocessing, unlike its resource tracker)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{serve_pid}/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except FileNotFoundError:
-                continue
-            if b"spawn_main" in cmdline:
-                found.append(int(pid))
-    return found
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+    return child_pids(serve_pid, b"spawn_main")
 
 
 def test_serve_starts_its_processor_again_after_a_kill(tmp_path: Path) -> None:
     server = ServeProcess(tmp_path / "data", free_port())
     try:
         server.wait_healthy()
-        _wait_for(lambda: len(_processor_children(server.proc.pid)) == 1, "the processor child")
+        wait_for(lambda: len(_processor_children(server.proc.pid)) == 1, "the processor child", timeout=30)
         first = _processor_children(server.proc.pid)[0]
         os.kill(first, signal.SIGKILL)
-        # (A dead child's cmdline reads empty, so it drops out of the list even before it is reaped.)
-        _wait_for(lambda: first not in _processor_children(server.proc.pid), "the killed processor to exit")
+        wait_for(lambda: first not in _processor_children(server.proc.pid), "the killed processor to exit", timeout=30)
         # Acknowledged while no processor runs: the queue keeps them for the next one.
         batch = [{"service": "restart", "message": f"after the kill seq={i}"} for i in range(300)]
         assert httpx.post(f"{server.url}/api/v1/ingest", json=batch, timeout=10).status_code == 202
-        _wait_for(lambda: len(_processor_children(server.proc.pid)) == 1, "a new processor child")
+        wait_for(lambda: len(_processor_children(server.proc.pid)) == 1, "a new processor child", timeout=30)
         second = _processor_children(server.proc.pid)[0]
         assert second != first
         server.wait_drained()

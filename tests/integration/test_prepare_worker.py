@@ -10,7 +10,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,8 @@ from logflow.ingest.processor import Processor
 from logflow.runtime import Runtime
 from logflow.settings import Settings
 from tests.conftest import loghub_rows
+from tests.e2e.helpers import child_pids
+from tests.integration.test_shipper import wait_for
 
 HELPER_MODULE = "logflow.ingest.prepare_worker"
 
@@ -38,20 +40,8 @@ def explode(payloads: list[bytes]) -> PreparedBatch:
 
 
 def helper_pids() -> list[int]:
-    """Children of this process running the prepare helper, from /proc."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == os.getpid() and HELPER_MODULE.encode() in cmdline and b"<defunct>" not in cmdline:
-            found.append(int(entry))
-    return found
+    """Children of this process running the prepare helper."""
+    return child_pids(os.getpid(), HELPER_MODULE.encode())
 
 
 def loghub_wire(system: str, count: int, *, service: str | None = None) -> list[LogEvent]:
@@ -122,13 +112,6 @@ def run_processor(runtime: Runtime, stop: threading.Event) -> tuple[Processor, t
     return processor, thread
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 def test_pipelined_processor_stores_every_event_once_through_a_helper_kill(tmp_path: Path) -> None:
     runtime = Runtime.build(Settings(data_dir=tmp_path / "data"))
     events = loghub_wire("OpenSSH", 6000)
@@ -137,11 +120,12 @@ def test_pipelined_processor_stores_every_event_once_through_a_helper_kill(tmp_p
     stop = threading.Event()
     processor, thread = run_processor(runtime, stop)
     try:
-        wait_for(lambda: processor.counters.stored >= 1000)
+        wait_for(lambda: processor.counters.stored >= 1000, "1,000 events stored", timeout=30)
         for pid in helper_pids():
             os.kill(pid, signal.SIGKILL)
         runtime.queue.publish(records[3000:] + records[:200])  # and a replay of 200 already sent
-        wait_for(lambda: all(p.lag == 0 for p in runtime.queue.stats(processor.group).partitions))
+        wait_for(lambda: all(p.lag == 0 for p in runtime.queue.stats(processor.group).partitions), "no lag",
+                 timeout=30)
     finally:
         stop.set()
         thread.join(timeout=30)

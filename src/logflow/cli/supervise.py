@@ -35,13 +35,6 @@ class ChildSupervisor:
         self._lock = threading.Lock()
         self._child: BaseProcess | None = None
         self._watcher: threading.Thread | None = None
-        self.restarts = 0
-
-    @property
-    def pid(self) -> int | None:
-        """The running child's pid (None between a crash and its restart)."""
-        child = self._child
-        return child.pid if child is not None and child.is_alive() else None
 
     def start(self) -> None:
         self._spawn()
@@ -61,8 +54,7 @@ class ChildSupervisor:
         started = time.monotonic()
         while not self._stopping.is_set():
             child = self._child
-            if child is None:
-                return
+            assert child is not None  # start() spawned it before starting this thread
             child.join(timeout=0.5)
             if child.exitcode is None or self._stopping.is_set():
                 continue
@@ -74,7 +66,6 @@ class ChildSupervisor:
             if self._stopping.wait(delay):
                 return
             delay = min(delay * 2, self._max_delay_s)
-            self.restarts += 1
             started = time.monotonic()
             self._spawn()
 

@@ -35,8 +35,7 @@ def parse_timestamp(raw: object) -> int:
         except ValueError:
             pass
         else:
-            delta = parsed - _EPOCH
-            return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+            return _aware_to_us(parsed)
     return _parse(raw)
 
 

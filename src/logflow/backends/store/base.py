@@ -158,7 +158,8 @@ class PreparingStore(LogStore, Protocol):
     """
 
     def preparer(self) -> Callable[[list[bytes]], PreparedBatch]:
-        """A module-level function (picklable, no state of this store) that prepares one batch."""
+        """A module-level function that prepares one batch: the helper imports it by name, so it
+        may use no state of this store."""
         ...
 
     def write_prepared(self, batch: PreparedBatch) -> WriteResult:

@@ -56,12 +56,7 @@ def _item(event_id: str, ts: int, level: int, service: str, host: str | None, me
 
 
 def _prepared(by_day: dict[int, tuple[list[Item], list[bytes]]]) -> list[PreparedDay]:
-    compress = codec().encode
-    return [
-        (day, items, [compress(documents[start : start + BLOCK_EVENTS])
-                      for start in range(0, len(documents), BLOCK_EVENTS)])
-        for day, (items, documents) in sorted(by_day.items())
-    ]
+    return [(day, items, blocks_of(documents)) for day, (items, documents) in sorted(by_day.items())]
 
 
 def prepare_events(events: Sequence[LogEvent]) -> list[PreparedDay]:
@@ -107,6 +102,7 @@ def documents_of(blocks: Sequence[bytes]) -> list[bytes]:
     return [doc for block in blocks for doc in decode(block)]
 
 
-def blocks_of(documents: Sequence[bytes]) -> list[bytes]:
+def blocks_of(documents: list[bytes]) -> list[bytes]:
+    """Documents compressed into blocks of BLOCK_EVENTS, in order."""
     compress = codec().encode
-    return [compress(list(documents[start : start + BLOCK_EVENTS])) for start in range(0, len(documents), BLOCK_EVENTS)]
+    return [compress(documents[start : start + BLOCK_EVENTS]) for start in range(0, len(documents), BLOCK_EVENTS)]
