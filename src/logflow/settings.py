@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     store_index_prefix: str = "logflow"
     store_shards: int = Field(1, ge=1, le=64)
     store_replicas: int = Field(0, ge=0, le=16)
+    # _bulk requests one processor sends at once: the engine indexes one request per shard on one
+    # write thread, so with one request at a time a one-shard index keeps one core busy at most.
+    store_bulk_concurrency: int = Field(2, ge=1, le=16)
 
     retention_days: int = Field(7, ge=1, le=3650)
     retention_check_s: float = Field(300.0, gt=0)
@@ -90,8 +93,9 @@ class Settings(BaseSettings):
     # (1 M events through the bench: 48.3 k -> 53.8 k events/s searchable against 5,000).
     processor_batch: int = Field(10_000, ge=1, le=100_000)
     processor_group: str = "logflow-processors"
-    # Embedded store: decode, tokenize and compress the next batch in a helper process while the
-    # current one is written (see ingest/prepare_worker.py). Off: everything in the processor.
+    # Prepare the next batch (decode; tokenize and compress for the embedded store; build _bulk
+    # lines for OpenSearch) in a helper process while the current one is written (see
+    # ingest/prepare_worker.py). Off: everything in the processor.
     processor_prepare_worker: bool = True
 
     # --- alerting ---

@@ -18,7 +18,14 @@ from typing import Any
 import httpx
 import pytest
 
-from logflow.backends.store.base import TOTAL_HITS_CAP, BucketCount, GroupCount, LogStore, MessageCount
+from logflow.backends.store.base import (
+    TOTAL_HITS_CAP,
+    BucketCount,
+    GroupCount,
+    LogStore,
+    MessageCount,
+    PreparingStore,
+)
 from logflow.backends.store.embedded import EmbeddedStore
 from logflow.backends.store.opensearch import OpenSearchStore
 from logflow.backends.store.opensearch.client import parse_store_url
@@ -156,6 +163,27 @@ def test_writes_are_idempotent_by_id(store: LogStore) -> None:
     assert (result.stored, result.duplicates) == (5, 6)
     store.refresh()
     assert store.count(LogFilter()) == 25
+
+
+def test_prepared_writes_store_what_plain_writes_store(store: LogStore) -> None:
+    """The processor writes through ``preparer()`` + ``write_prepared`` where a store offers them."""
+    assert isinstance(store, PreparingStore)  # both stores do; a new one should too, or skip here
+    zookeeper = [e for e in _loghub() if e.service == "zookeeper"][:300]
+    events = [*zookeeper, ev("p-attr", BASE + 5, "with attributes", attributes={"user": {"id": 7}, "ok": True},
+                             host="h9")]
+    assert len(events) == 301
+    payloads = [e.to_wire() for e in events]
+    payloads.insert(3, b"\x09 not a queue payload")
+    prepare = store.preparer()
+    prepared = prepare(payloads)
+    assert [index for index, _ in prepared.undecodable] == [3]
+    first = store.write_prepared(prepared)
+    assert (first.stored, first.duplicates, first.rejected) == (len(events), 0, [])
+    again = store.write_prepared(prepare(payloads))
+    assert (again.stored, again.duplicates) == (0, len(events))
+    store.refresh()
+    assert store.count(LogFilter()) == len(events)
+    assert [store.get(e.id) for e in events] == events
 
 
 def test_every_shape_of_id_is_found_and_deduplicated(store: LogStore) -> None:

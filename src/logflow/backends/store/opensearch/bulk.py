@@ -1,5 +1,9 @@
 """Idempotent bulk writes: ``create`` actions with ``_id`` = event id.
 
+A batch is split into up to ``concurrency`` requests sent at the same time: the engine runs one
+``_bulk`` request on one write thread per shard, so a single request at a time leaves the other
+cores of a one-shard index idle.
+
 Per item: 201 stored; 409 already there (a replay) -> duplicate; 429 or 5xx -> retried with
 exponential backoff for a bounded time, then BackendUnavailable so that the processor keeps the
 batch uncommitted; any other 4xx (mapping errors ...) -> Rejected, which goes to the dead letters.
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +25,8 @@ from logflow.backends.store.base import Rejected, WriteResult
 from logflow.domain.events import LogEvent
 
 from .client import ApiError, RestClient, error_reason
-from .mapping import DAY_US, index_name, to_document
+from .mapping import DAY_US, from_source, index_name, to_document
+from .prepare import Tail
 
 # Bulk requests of a few MB are the engines' sweet spot; the default http.max_content_length
 # (100 MB) is far away.
@@ -31,9 +37,12 @@ _FILTER = "errors,items.*.status,items.*.error.type,items.*.error.reason"
 
 @dataclass(slots=True)
 class _Item:
-    event: LogEvent
     index: str
     lines: bytes  # action line + document line, newline-terminated
+
+    def event(self) -> LogEvent:
+        """The event back from its document line (only refused events need it, for the dead letters)."""
+        return from_source(orjson.loads(self.lines[self.lines.index(b"\n") + 1 :]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +57,7 @@ class RetryPolicy:
 def _encode(prefix: str, event: LogEvent) -> _Item:
     index = index_name(prefix, event.timestamp // DAY_US)
     action = {"create": {"_index": index, "_id": event.id}}
-    return _Item(event, index, orjson.dumps(action) + b"\n" + orjson.dumps(to_document(event)) + b"\n")
+    return _Item(index, orjson.dumps(action) + b"\n" + orjson.dumps(to_document(event)) + b"\n")
 
 
 def _chunks(items: list[_Item], max_bytes: int) -> Iterator[list[_Item]]:
@@ -68,44 +77,66 @@ class BulkWriter:
     """Writes batches of events into the daily indices of ``prefix``."""
 
     def __init__(self, client: RestClient, prefix: str, *, policy: RetryPolicy | None = None,
-                 max_bytes: int = MAX_BULK_BYTES, sleep: Callable[[float], None] = time.sleep) -> None:
+                 max_bytes: int = MAX_BULK_BYTES, concurrency: int = 2,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self._client = client
         self._prefix = prefix
         self._policy = policy or RetryPolicy()
         self._max_bytes = max_bytes
+        self._concurrency = max(1, concurrency)
+        self._pool = ThreadPoolExecutor(self._concurrency, "bulk") if self._concurrency > 1 else None
         self._sleep = sleep
+        self._heads: dict[int, tuple[str, bytes]] = {}
 
     def write(self, events: Sequence[LogEvent]) -> WriteResult:
         """Store ``events`` in bulk requests of at most ``max_bytes``; see the module docstring."""
+        return self._write([_encode(self._prefix, event) for event in events])
+
+    def write_tails(self, tails: Sequence[Tail]) -> WriteResult:
+        """Store events prepared by ``prepare.prepare_payloads``; same guarantees as ``write``."""
+        heads = self._heads
+        todo = []
+        for day, tail in tails:
+            head = heads.get(day)
+            if head is None:
+                index = index_name(self._prefix, day)
+                head = heads[day] = (index, b'{"create":{"_index":' + orjson.dumps(index) + b",")
+            todo.append(_Item(head[0], head[1] + tail))
+        return self._write(todo)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def _write(self, todo: list[_Item]) -> WriteResult:
         result = WriteResult()
-        todo = [_encode(self._prefix, event) for event in events]
+        total = len(todo)
         deadline = time.monotonic() + self._policy.budget_s
         delay = self._policy.first_delay_s
         while todo:
             retry: list[_Item] = []
             last_reason = ""
             missing: set[str] = set()
-            for chunk in _chunks(todo, self._max_bytes):
-                for item, answer in self._send(chunk):
-                    status = int(answer.get("status", 0))
-                    if status in (200, 201):
-                        result.stored += 1
-                    elif status == 409:
-                        result.duplicates += 1
-                    elif status == 429 or status >= 500 or _index_missing(answer):
-                        retry.append(item)
-                        last_reason = f"{status} {error_reason(answer)}"
-                        if _index_missing(answer):
-                            missing.add(item.index)
-                    else:
-                        reason = f"store refused the event: {error_reason(answer)}"
-                        result.rejected.append(Rejected(item.event, reason))
+            for item, answer in self._send_all(todo):
+                status = int(answer.get("status", 0))
+                if status in (200, 201):
+                    result.stored += 1
+                elif status == 409:
+                    result.duplicates += 1
+                elif status == 429 or status >= 500 or _index_missing(answer):
+                    retry.append(item)
+                    last_reason = f"{status} {error_reason(answer)}"
+                    if _index_missing(answer):
+                        missing.add(item.index)
+                else:
+                    reason = f"store refused the event: {error_reason(answer)}"
+                    result.rejected.append(Rejected(item.event(), reason))
             for index in sorted(missing):
                 self._create_index(index)
             if retry and time.monotonic() + delay > deadline:
                 # Whatever was stored is safe: the processor's replay counts it as duplicates.
                 raise BackendUnavailable(
-                    f"{len(retry)} of {len(events)} events still refused after {self._policy.budget_s:g}s "
+                    f"{len(retry)} of {total} events still refused after {self._policy.budget_s:g}s "
                     f"of retries (last: {last_reason})"
                 )
             if retry:
@@ -113,6 +144,15 @@ class BulkWriter:
                 delay = min(delay * 2, self._policy.max_delay_s)
             todo = retry
         return result
+
+    def _send_all(self, todo: list[_Item]) -> list[tuple[_Item, dict[str, Any]]]:
+        """Every item with its answer: requests of at most max_bytes, up to ``concurrency`` at once."""
+        size = sum(len(item.lines) for item in todo)
+        target = min(self._max_bytes, -(-size // self._concurrency))
+        chunks = list(_chunks(todo, target))
+        if self._pool is None or len(chunks) == 1:
+            return [pair for chunk in chunks for pair in self._send(chunk)]
+        return [pair for answers in self._pool.map(self._send, chunks) for pair in answers]
 
     def _send(self, chunk: list[_Item]) -> list[tuple[_Item, dict[str, Any]]]:
         """One _bulk request; each item with its answer.

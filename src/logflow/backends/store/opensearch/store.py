@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -22,6 +22,7 @@ from logflow.backends.store.base import (
     BucketCount,
     GroupCount,
     MessageCount,
+    PreparedBatch,
     SearchPage,
     StoreStats,
     WriteResult,
@@ -30,6 +31,7 @@ from logflow.domain.events import LogEvent
 from logflow.domain.levels import Level
 from logflow.domain.query import LogFilter, SearchRequest
 
+from . import prepare
 from .bulk import BulkWriter, RetryPolicy
 from .client import RestClient, error_reason, parse_store_url
 from .dsl import SEARCH_PARAMS, build_query, indices_for
@@ -61,12 +63,13 @@ class OpenSearchStore:
     kind = "opensearch"
 
     def __init__(self, url: str, *, prefix: str = "logflow", shards: int = 1, replicas: int = 0,
-                 retry: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None) -> None:
+                 retry: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None,
+                 bulk_concurrency: int = 2) -> None:
         self.prefix = check_prefix(prefix)
         self._shards = shards
         self._replicas = replicas
         self._client = RestClient(parse_store_url(url), transport=transport)
-        self._bulk = BulkWriter(self._client, self.prefix, policy=retry)
+        self._bulk = BulkWriter(self._client, self.prefix, policy=retry, concurrency=bulk_concurrency)
         self._template_ready = False
         self._template_lock = threading.Lock()
         try:
@@ -78,7 +81,7 @@ class OpenSearchStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenSearchStore:
         return cls(settings.store_url, prefix=settings.store_index_prefix, shards=settings.store_shards,
-                   replicas=settings.store_replicas)
+                   replicas=settings.store_replicas, bulk_concurrency=settings.store_bulk_concurrency)
 
     def ensure_template(self) -> None:
         """Install (or update) the index template; idempotent. Indices created later use it."""
@@ -97,6 +100,15 @@ class OpenSearchStore:
         # dynamic mappings that no later template change can fix.
         self.ensure_template()
         return self._bulk.write(events)
+
+    def preparer(self) -> Callable[[list[bytes]], PreparedBatch]:
+        return prepare.prepare_payloads
+
+    def write_prepared(self, batch: PreparedBatch) -> WriteResult:
+        if not batch.data:
+            return WriteResult()
+        self.ensure_template()
+        return self._bulk.write_tails(batch.data)
 
     # -- reads ----------------------------------------------------------------------------
     def _read(self, indices: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -269,5 +281,6 @@ class OpenSearchStore:
         )
 
     def close(self) -> None:
+        self._bulk.close()
         self._client.close()
 
