@@ -32,8 +32,8 @@ def pipeline_status(runtime: Runtime, sample_s: float = 0.0) -> dict[str, Any]:
 
     With ``sample_s`` the queue is read twice that far apart and ``consumed_per_s`` is the rate at
     which the group's committed offsets advanced: processor throughput as the queue sees it, for
-    any number of processors on any machines (Kafka offsets count records, the embedded queue's
-    count bytes).
+    any number of processors on any machines (Kafka offsets count messages, each a pack of one
+    service's events from one ingest request; the embedded queue's count bytes).
     """
     group = runtime.settings.processor_group
     queue = runtime.queue.stats(group)
@@ -56,7 +56,7 @@ def pipeline_status(runtime: Runtime, sample_s: float = 0.0) -> dict[str, Any]:
             "backlog_bytes": queue.backlog_bytes,
             "dead_letters": queue.dead_letters,
             "consumed_per_s": consumed,
-            "offset_unit": "bytes" if queue.kind == "embedded" else "records",
+            "offset_unit": "bytes" if queue.kind == "embedded" else "messages",
         },
         "processors": processor_reports(runtime),
         "store": asdict(store),

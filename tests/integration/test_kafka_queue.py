@@ -15,14 +15,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, TopicPartition, murmur2
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition, murmur2
 
 from logflow.backends.errors import BackendUnavailable
 from logflow.backends.queue.base import ConsumedBatch, DeadLetter, QueueRecord
 from logflow.backends.queue.kafka import KafkaConsumer, KafkaQueue, parse_kafka_url
 from logflow.backends.queue.kafka.config import AT_MS_HEADER, REASON_HEADER
+from logflow.backends.queue.kafka.packing import PACK_HEADER, PACK_VERSION
 from logflow.backends.store.base import PreparedBatch, WriteResult
 from logflow.backends.store.embedded import EmbeddedStore
+from logflow.backends.store.opensearch import OpenSearchStore
+from logflow.domain.query import LogFilter
 from logflow.ingest.limits import IngestLimits
 from logflow.ingest.pipeline import IngestPipeline
 from logflow.ingest.processor import Processor
@@ -248,25 +251,63 @@ def test_dead_letters_carry_their_reason_and_come_back_newest_first(
 
 
 @distributed
-def test_lag_counts_unconsumed_records_and_drops_after_commit(make_queue: MakeQueue) -> None:
+def test_lag_counts_unconsumed_messages_and_drops_after_commit(make_queue: MakeQueue) -> None:
+    """Lag is in Kafka messages, as every Kafka tool counts it: a publish packs each key's records."""
     queue = make_queue(partitions=3)
     published = interleaved(keys=9, per_key=30)
     queue.publish(published)
-    assert sum(p.lag for p in queue.stats("g").partitions) == len(published)  # group never committed
+    assert sum(p.lag for p in queue.stats("g").partitions) == 9  # never committed: one pack per key
     consumer = queue.consumer("g")
-    first = consumer.poll(100, 5.0)
-    assert first is not None
-    rest = consume_all([consumer], len(published) - len(first.records), commit=False)[0]
-    assert len(rest) + len(first.records) == len(published)
-    assert sum(p.lag for p in queue.stats("g").partitions) == len(published)  # read is not done
-    consumer.commit(first)
-    assert sum(p.lag for p in queue.stats("g").partitions) == len(published) - len(first.records)
+    got = consume_all([consumer], len(published), commit=False)[0]
+    assert Counter(got) == Counter(published)
+    assert sum(p.lag for p in queue.stats("g").partitions) == 9  # read is not done
     consumer.rewind()
-    again = consume_all([consumer], len(rest))[0]  # rewound to the commit, then committed batch by batch
-    assert Counter(again) == Counter(rest)
+    consume_all([consumer], len(published))
     stats = queue.stats("g")
     assert stats.healthy and stats.kind == "kafka"
     assert all(p.lag == 0 and p.committed == p.end for p in stats.partitions)
+
+
+def test_a_pack_larger_than_the_batch_is_split_and_committed_with_its_last_record(make_queue: MakeQueue) -> None:
+    queue = make_queue(partitions=1)
+    packs = [numbered(b"svc", 90)[i : i + 30] for i in (0, 30, 60)]
+    for pack in packs:
+        queue.publish(pack)  # three messages of 30 records, one after the other
+    consumer = queue.consumer("g")
+    first = consumer.poll(45, 10.0)
+    assert first is not None and first.records == packs[0] + packs[1][:15]
+    consumer.commit(first)  # the first pack is done; the second only in part
+    assert [p.lag for p in queue.stats("g").partitions] == [2]
+    second = consumer.poll(45, 10.0)
+    assert second is not None and second.records == packs[1][15:] + packs[2]
+    consumer.rewind()  # as after a failed store write: from the last commit, the second pack whole
+    again = consume_all([consumer], 60)[0]
+    assert again == packs[1] + packs[2]
+    assert [p.lag for p in queue.stats("g").partitions] == [0]
+
+
+def test_a_crash_inside_a_pack_redelivers_the_pack_whole_to_the_next_member(make_queue: MakeQueue) -> None:
+    queue = make_queue(partitions=1)
+    records = numbered(b"svc", 50)
+    queue.publish(records)
+    consumer = queue.consumer("g")
+    part = consumer.poll(20, 10.0)
+    assert part is not None and part.records == records[:20]
+    consumer.commit(part)  # nothing of the pack is committed until its last record is
+    consumer.close()
+    assert consume_all([queue.consumer("g")], 50)[0] == records
+
+
+def test_a_damaged_pack_comes_out_as_one_record_for_the_dead_letters(make_queue: MakeQueue, kafka_url: str) -> None:
+    queue = make_queue(partitions=1)
+    servers, _ = parse_kafka_url(kafka_url)
+    producer = Producer({"bootstrap.servers": servers})
+    producer.produce(queue.topic, b"\x05\x00\x00\x00 cut short", b"svc", headers=[(PACK_HEADER, PACK_VERSION)])
+    assert producer.flush(10) == 0
+    good = numbered(b"svc", 3)
+    queue.publish(good)
+    got = consume_all([queue.consumer("g")], 4)[0]
+    assert got == [QueueRecord(b"svc", b"\x05\x00\x00\x00 cut short"), *good]
 
 
 class FlakyStore(EmbeddedStore):
@@ -318,6 +359,67 @@ def test_processors_store_every_event_once_through_a_store_outage(
     # owner; the store counts such replays as duplicates instead of storing them again.)
     assert sum(p.counters.store_errors for p in processors) == 2
     assert sum(p.counters.stored for p in processors) == 2000
+
+
+class FlakyOpenSearch(OpenSearchStore):
+    """A real OpenSearch store whose second write fails slowly, while the next batch is writing."""
+
+    def __init__(self) -> None:
+        super().__init__(require_engine("opensearch"), prefix=f"lf-it-{uuid.uuid4().hex[:10]}")
+        self.calls = 0
+        self.running = 0
+        self.most_at_once = 0
+        self._lock = threading.Lock()
+
+    def write_prepared(self, batch: PreparedBatch) -> WriteResult:
+        with self._lock:
+            self.calls += 1
+            call = self.calls
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            if call == 2:
+                time.sleep(0.5)  # the third batch's write starts meanwhile
+                raise BackendUnavailable("store down (test)")
+            return super().write_prepared(batch)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+@distributed
+def test_overlapped_writes_commit_in_order_and_store_everything_once_through_a_failure(
+    make_queue: MakeQueue,
+) -> None:
+    queue = make_queue(partitions=2)
+    store = FlakyOpenSearch()
+    events = [event for system in ("Apache", "HDFS", "Linux", "Spark") for event in loghub_events(system, limit=500)]
+    assert IngestPipeline(queue, IngestLimits()).submit_values(events).accepted == 2000
+    processor = Processor(queue, store, group="processors", batch_size=250, prepare_worker=True)
+    assert processor.overlapped
+    stop = threading.Event()
+    thread = threading.Thread(target=processor.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while sum(p.lag for p in queue.stats("processors").partitions) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    try:
+        assert sum(p.lag for p in queue.stats("processors").partitions) == 0
+        assert store.most_at_once == 2
+        assert processor.counters.store_errors == 1
+        # The failed batch and the one written beside it came again (with any pack they ended
+        # inside): what was stored before the failure counts as duplicates the second time.
+        c = processor.counters
+        assert c.stored <= 2000 <= c.stored + c.duplicates
+        store.refresh()
+        assert store.count(LogFilter()) == 2000
+    finally:
+        store.drop_before(2**62)
+        store.close()
 
 
 @distributed

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from logflow.bench.measure import IngestResult
+from logflow.bench.measure import IngestResult, wait_for_zero_lag
 from logflow.bench.workers import in_parallel
 from logflow.domain.levels import parse_level
 
@@ -108,11 +108,6 @@ def _ingest_counter(client: httpx.Client) -> int:
     return int(client.get("/api/v1/pipeline/status").json()["ingest"]["accepted"])
 
 
-def _wait_searchable(client: httpx.Client) -> None:
-    while client.get("/api/v1/pipeline/status").json()["queue"]["total_lag"] > 0:
-        time.sleep(0.05)
-
-
 def _post_all(url: str, path: str, media: str, bodies: list[bytes], concurrency: int,
               progress: Callable[[int], None], sizes: list[int]) -> None:
     def send(client: httpx.Client, index: int) -> None:
@@ -145,7 +140,7 @@ def run_protocol(protocol: str, url: str, syslog: tuple[str, int] | None, batche
     sizes = [len(batch) for batch in batches]
     events = sum(sizes)
     with httpx.Client(base_url=url, timeout=30.0) as client:
-        _wait_searchable(client)
+        wait_for_zero_lag(client)
         before = _ingest_counter(client)
         started = time.perf_counter()
         if protocol == "syslog-tcp":
@@ -158,7 +153,7 @@ def run_protocol(protocol: str, url: str, syslog: tuple[str, int] | None, batche
             path, media = _HTTP[protocol]
             _post_all(url, path, media, bodies, concurrency, progress, sizes)
         acked = time.perf_counter() - started
-        _wait_searchable(client)
+        wait_for_zero_lag(client)
         searchable = time.perf_counter() - started
         taken = _ingest_counter(client) - before
     if taken != events:

@@ -26,6 +26,7 @@ from logflow.bench.measure import (
     make_dataset,
     query_suite,
     visibility,
+    warm_up,
 )
 from logflow.bench.protocols import PROTOCOLS, ProtocolResult, run_protocol
 from logflow.bench.servers import Deployment, free_port
@@ -116,6 +117,7 @@ def bench(events: int, batch: int, concurrency: int, repeat: int, shape: str, pr
     deployment = _deploy(shape, processors, data_dir)
     try:
         deployment.wait_healthy()
+        warm_up(deployment.url, {})
         with _progress(console) as progress:
             task = progress.add_task("ingesting", total=events)
             result = ingest(deployment.url, dataset, concurrency, {}, lambda n: progress.advance(task, n))
@@ -197,6 +199,7 @@ def _bench_protocols(console: Console, protocols: list[str], events: int, batch:
     results: list[ProtocolResult] = []
     try:
         deployment.wait_healthy()
+        warm_up(deployment.url, {})
         for protocol in protocols:
             with _progress(console) as progress:
                 task = progress.add_task(protocol, total=events)

@@ -6,11 +6,14 @@ idempotency by event id turns the replay into counted duplicates, so nothing is 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +26,9 @@ from logflow.domain.events import LogEvent
 from logflow.ingest.prepare_worker import PrepareWorker
 
 log = logging.getLogger("logflow.processor")
+
+# A batch handed to the store and not yet committed: (batch, its prepared form, the write).
+_Writing = tuple[ConsumedBatch, PreparedBatch, "Future[WriteResult]"]
 
 
 @dataclass(slots=True)
@@ -50,8 +56,9 @@ def decode_payloads(payloads: list[bytes]) -> PreparedBatch:
 class Processor:
     """Moves events from the queue to the store; run one per core or per Kafka partition group.
 
-    With ``prepare_worker`` and a store that prepares its writes (the embedded one), each batch
-    is prepared in a helper process while the previous one is written (see prepare_worker.py).
+    With ``prepare_worker`` and a store that prepares its writes, each batch is prepared in a
+    helper process while the previous one is written (see prepare_worker.py); if the store also
+    takes concurrent writes (OpenSearch), two batches may be writing at once, committed in order.
     """
 
     def __init__(
@@ -83,6 +90,7 @@ class Processor:
         if isinstance(store, PreparingStore):
             self._prepare, self._write = store.preparer(), store.write_prepared
         self.pipelined = prepare_worker and isinstance(store, PreparingStore)
+        self.overlapped = self.pipelined and isinstance(store, PreparingStore) and store.concurrent_writes
 
     def _write_events(self, prepared: PreparedBatch) -> WriteResult:
         return self.store.write(prepared.data)
@@ -93,9 +101,13 @@ class Processor:
 
     def _store(self, consumer: QueueConsumer, batch: ConsumedBatch, prepared: PreparedBatch) -> None:
         """Store a prepared batch, dead-letter what cannot be stored, then commit. Raises BackendError."""
+        self._finish(consumer, batch, prepared, self._write(prepared))
+
+    def _finish(self, consumer: QueueConsumer, batch: ConsumedBatch, prepared: PreparedBatch,
+                result: WriteResult) -> None:
+        """Dead-letter what the batch could not store, then commit it. Raises BackendError."""
         now_ms = int(time.time() * 1000)
         letters = [DeadLetter(batch.records[index].value, reason, now_ms) for index, reason in prepared.undecodable]
-        result = self._write(prepared)
         letters += [DeadLetter(r.event.to_json(), r.reason, now_ms) for r in result.rejected]
         if letters:
             self.queue.dead_letter(letters)
@@ -137,26 +149,62 @@ class Processor:
     def _run_pipelined(self, consumer: QueueConsumer, worker: PrepareWorker, stop: threading.Event) -> None:
         """Batch N is written while the helper prepares batch N+1; commits stay in queue order.
 
-        On stop the batch being written is finished; one still being prepared is handed back
-        (never committed, so the queue delivers it again).
+        With an overlapped store, batch N+1's write starts while batch N's is still running, so
+        the engine never waits for the processor between batches. On stop the batches being
+        written are finished; one still being prepared is handed back (never committed, so the
+        queue delivers it again).
         """
         backoff = 0.5
         ahead: ConsumedBatch | None = None  # submitted to the helper, not yet written
-        while not stop.is_set():
-            self._maintenance()
-            try:
-                if ahead is None:
-                    ahead = self._submit(consumer, worker, timeout_s=0.2)
-                    continue
-                prepared = worker.result()
-                current, ahead = ahead, None
-                ahead = self._submit(consumer, worker, timeout_s=0.0)
-                self._store(consumer, current, prepared)
-                backoff = 0.5
-            except BackendError as exc:
-                ahead = None
-                worker.discard()
-                backoff = self._failed(consumer, exc, stop, backoff)
+        writing: deque[_Writing] = deque()
+        pool = ThreadPoolExecutor(2, "store-write") if self.overlapped else None
+        try:
+            while not stop.is_set():
+                self._maintenance()
+                try:
+                    if ahead is None:
+                        ahead = self._submit(consumer, worker, timeout_s=0.0 if writing else 0.2)
+                        if ahead is None and writing:
+                            self._finish_oldest(consumer, writing)  # the queue is idle: commit now
+                        continue
+                    prepared = worker.result()
+                    current, ahead = ahead, None
+                    ahead = self._submit(consumer, worker, timeout_s=0.0)
+                    if pool is None:
+                        self._store(consumer, current, prepared)
+                    else:
+                        writing.append((current, prepared, pool.submit(self._write, prepared)))
+                        while len(writing) > 1 or (writing and writing[0][2].done()):
+                            self._finish_oldest(consumer, writing)
+                    backoff = 0.5
+                except BackendError as exc:
+                    ahead = None
+                    worker.discard()
+                    self._abandon(writing)
+                    backoff = self._failed(consumer, exc, stop, backoff)
+            while writing:
+                try:
+                    self._finish_oldest(consumer, writing)
+                except BackendError as exc:
+                    log.warning("processor: stopping with a batch not stored: %s", exc)
+                    self._abandon(writing)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+    def _finish_oldest(self, consumer: QueueConsumer, writing: deque[_Writing]) -> None:
+        batch, prepared, write = writing.popleft()
+        self._finish(consumer, batch, prepared, write.result())
+
+    @staticmethod
+    def _abandon(writing: deque[_Writing]) -> None:
+        """Wait for writes still running and drop them uncommitted: an earlier batch failed, and
+        committing a later one would skip it. The queue delivers them again; the store counts
+        what they did store as duplicates."""
+        while writing:
+            _, _, write = writing.popleft()
+            with contextlib.suppress(BackendError):
+                write.result()
 
     def _submit(self, consumer: QueueConsumer, worker: PrepareWorker, timeout_s: float) -> ConsumedBatch | None:
         batch = consumer.poll(self.batch_size, timeout_s=timeout_s)

@@ -154,8 +154,12 @@ class PreparingStore(LogStore, Protocol):
 
     The processor can then run ``preparer()`` for the next batch in a helper process while this
     batch is written, so decoding, tokenizing and compressing overlap the database work.
-    ``write_prepared`` has the same guarantees as ``write``.
+    ``write_prepared`` has the same guarantees as ``write``. With ``concurrent_writes`` it may
+    be called from several threads at once, and the processor keeps a second batch writing while
+    the first one finishes (an engine behind a network round trip); without, one at a time.
     """
+
+    concurrent_writes: bool
 
     def preparer(self) -> Callable[[list[bytes]], PreparedBatch]:
         """A module-level function that prepares one batch: the helper imports it by name, so it

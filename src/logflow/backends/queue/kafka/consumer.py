@@ -12,6 +12,7 @@ from logflow.backends.errors import BackendUnavailable
 from logflow.backends.queue.base import ConsumedBatch, QueueRecord
 from logflow.backends.queue.kafka.config import ClientConfig
 from logflow.backends.queue.kafka.diagnostics import ThrottledLog, describe
+from logflow.backends.queue.kafka.packing import PACK_HEADER, decode
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,16 @@ class _Position:
     offsets: dict[int, tuple[int, int]]
 
 
+@dataclass(slots=True)
+class _Carried:
+    """The rest of a message whose records did not all fit the batch they were read for."""
+
+    partition: int
+    epoch: int
+    offset: int
+    records: list[QueueRecord]
+
+
 class KafkaConsumer:
     """:class:`~logflow.backends.queue.base.QueueConsumer` on a Kafka consumer group.
 
@@ -32,6 +43,12 @@ class KafkaConsumer:
     epoch its records were read under, and its offsets for a partition that was revoked since
     (even if assigned back later) are dropped at commit time: that partition's uncommitted records
     belong to whichever member owns it now, and committing them here could skip or rewind them.
+
+    A message may hold a pack of records (see packing.py). A batch never holds more than the
+    records asked for: the rest of a pack is carried into the next poll, and the pack's offset is
+    committed with the batch that holds its last record. A batch that ends inside a pack commits
+    up to the message before it, so after a crash or rebalance the whole pack comes again: its
+    first records a second time (the store counts them as duplicates), never one of them lost.
 
     Not thread-safe for concurrent use (one consumer per processor loop), but :meth:`close` may
     be called from another thread: a lock serialises it with a running :meth:`poll`.
@@ -47,6 +64,8 @@ class KafkaConsumer:
         # is where the group's committed offset, or the reset policy, put it). rewind() seeks here.
         self._committed: dict[int, int] = {}
         self._next_epoch = 0
+        self._carried: list[_Carried] = []
+        self._per_message = 1.0  # records per message lately: how many messages a poll asks for
         self._closed = False
         self._errors = ThrottledLog(log)
         try:
@@ -68,27 +87,40 @@ class KafkaConsumer:
         """Up to ``max_records`` records, waiting up to ``timeout_s`` for the first one.
 
         Like the embedded queue, a poll returns as soon as records are there rather than waiting
-        out the timeout for a full batch: the first ``consume`` waits for one record, the second
+        out the timeout for a full batch: the first ``consume`` waits for one message, the second
         takes what the client has already fetched (up to a full batch under load).
         """
         with self._lock:
             self._check_open()
-            try:
-                messages = self._consumer.consume(1, max(0.0, timeout_s))
-                if messages and max_records > 1:
-                    # Rebalance callbacks may run inside the second call. A partition whose
-                    # assignment changed in between makes the first message stale: librdkafka
-                    # restarts that partition from its committed offset, so drop the message.
-                    before = dict(self._epochs)
-                    messages += self._consumer.consume(max_records - 1, 0)
-                    partition = messages[0].partition()
-                    if partition is not None and self._epochs.get(partition) != before.get(partition):
-                        messages = messages[1:]
-            except (KafkaException, RuntimeError) as exc:
-                raise BackendUnavailable(
-                    f"Kafka consume failed for group {self.group!r}: {describe(exc)}"
-                ) from exc
-            return self._batch(messages)
+            records: list[QueueRecord] = []
+            offsets: dict[int, tuple[int, int]] = {}
+            self._take_carried(records, offsets, max_records)
+            if len(records) < max_records and not self._carried:
+                messages = self._consume(max_records - len(records), 0.0 if records else timeout_s)
+                self._add(messages, records, offsets, max_records)
+            if not records:
+                return None
+            return ConsumedBatch(records=records, position=_Position(self, offsets))
+
+    def _consume(self, wanted: int, timeout_s: float) -> list[Message]:
+        """About enough messages for ``wanted`` records (the first one waiting up to ``timeout_s``)."""
+        try:
+            messages = self._consumer.consume(1, max(0.0, timeout_s))
+            more = -(-wanted // max(1, int(self._per_message))) - 1
+            if messages and more > 0:
+                # Rebalance callbacks may run inside the second call. A partition whose
+                # assignment changed in between makes the first message stale: librdkafka
+                # restarts that partition from its committed offset, so drop the message.
+                before = dict(self._epochs)
+                messages += self._consumer.consume(more, 0)
+                partition = messages[0].partition()
+                if partition is not None and self._epochs.get(partition) != before.get(partition):
+                    messages = messages[1:]
+        except (KafkaException, RuntimeError) as exc:
+            raise BackendUnavailable(
+                f"Kafka consume failed for group {self.group!r}: {describe(exc)}"
+            ) from exc
+        return messages
 
     def commit(self, batch: ConsumedBatch) -> None:
         """Synchronously commit, per partition, the batch's last offset + 1.
@@ -136,6 +168,7 @@ class KafkaConsumer:
         with self._lock:
             if self._closed:
                 return
+            self._carried.clear()  # a pack read in part comes again whole from its offset
             for partition, offset in self._committed.items():
                 try:
                     self._consumer.seek(TopicPartition(self._topic, partition, offset))
@@ -151,6 +184,7 @@ class KafkaConsumer:
             if self._closed:
                 return
             self._closed = True
+            self._carried.clear()
             try:
                 self._consumer.close()
             except (KafkaException, RuntimeError) as exc:
@@ -164,10 +198,27 @@ class KafkaConsumer:
         if self._closed:
             raise BackendUnavailable(f"consumer of group {self.group!r} is closed")
 
-    def _batch(self, messages: list[Message]) -> ConsumedBatch | None:
-        records: list[QueueRecord] = []
-        offsets: dict[int, tuple[int, int]] = {}
-        epochs, committed = self._epochs, self._committed
+    def _take_carried(self, records: list[QueueRecord], offsets: dict[int, tuple[int, int]], limit: int) -> None:
+        carried = self._carried
+        while carried and len(records) < limit:
+            rest = carried[0]
+            if self._epochs.get(rest.partition) != rest.epoch:
+                carried.pop(0)  # revoked since it was read: the new owner reads the pack again
+                continue
+            room = limit - len(records)
+            if len(rest.records) > room:
+                records += rest.records[:room]
+                rest.records = rest.records[room:]
+                return
+            records += rest.records
+            offsets[rest.partition] = (rest.epoch, rest.offset + 1)
+            carried.pop(0)
+
+    def _add(self, messages: list[Message], records: list[QueueRecord], offsets: dict[int, tuple[int, int]],
+             limit: int) -> None:
+        """Append the records of ``messages``; what does not fit under ``limit`` is carried."""
+        epochs, committed, carried = self._epochs, self._committed, self._carried
+        count = 0
         for message in messages:
             error = message.error()
             if error is not None:
@@ -183,11 +234,34 @@ class KafkaConsumer:
                 continue
             if partition not in committed:
                 committed[partition] = offset
-            records.append(QueueRecord(message.key() or b"", message.value() or b""))
+            inside = self._records_of(message)
+            count += len(inside)
+            room = limit - len(records)
+            if carried or len(inside) > room:
+                if not carried and room > 0:
+                    records += inside[:room]
+                    inside = inside[room:]
+                carried.append(_Carried(partition, epoch, offset, inside))
+                continue
+            records += inside
             offsets[partition] = (epoch, offset + 1)
-        if not records:
-            return None
-        return ConsumedBatch(records=records, position=_Position(self, offsets))
+        if messages:
+            self._per_message = max(1.0, count / len(messages))
+
+    @staticmethod
+    def _records_of(message: Message) -> list[QueueRecord]:
+        key, value = message.key() or b"", message.value() or b""
+        headers = message.headers()
+        # A list of (name, value) from a consumer; the type also allows a dict (a producer's input).
+        if headers and (PACK_HEADER in headers if isinstance(headers, dict)
+                        else any(header[0] == PACK_HEADER for header in headers)):
+            try:
+                return decode(key, value)
+            except ValueError as exc:
+                # Damaged in a way Kafka's checksums did not catch, or written by something else:
+                # the whole value goes on as one record, which the processor dead-letters.
+                log.warning("undecodable record pack at offset %s: %s", message.offset(), exc)
+        return [QueueRecord(key, value)]
 
     # Rebalance callbacks run inside consume(), on the polling thread, under self._lock. They do
     # not call (incremental_)assign: confluent_kafka does that for us once they return.
@@ -214,6 +288,7 @@ class KafkaConsumer:
             if tp.topic == self._topic:
                 self._epochs.pop(tp.partition, None)
                 self._committed.pop(tp.partition, None)
+        self._carried[:] = [rest for rest in self._carried if rest.partition in self._epochs]
 
     def _on_message_error(self, error: KafkaError) -> None:
         code = error.code()

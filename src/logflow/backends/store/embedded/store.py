@@ -43,6 +43,7 @@ class EmbeddedStore:
     """Day-partitioned SQLite + FTS5 store. One process writes (the processor); any number read."""
 
     kind = "embedded"
+    concurrent_writes = False  # one SQLite writer
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory

@@ -61,6 +61,9 @@ class OpenSearchStore:
     """Daily indices ``{prefix}-YYYY.MM.DD`` created from one index template, written with _bulk."""
 
     kind = "opensearch"
+    # Bulk writes are network round trips: while one batch's last request finishes, the next
+    # batch's requests keep the engine's write threads busy.
+    concurrent_writes = True
 
     def __init__(self, url: str, *, prefix: str = "logflow", shards: int = 1, replicas: int = 0,
                  retry: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None,
