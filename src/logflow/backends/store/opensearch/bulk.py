@@ -45,6 +45,10 @@ class _Item:
         return from_source(orjson.loads(self.lines[self.lines.index(b"\n") + 1 :]))
 
 
+# A request's items and their answers (None: every one of them created).
+_Answered = tuple[list[_Item], list[dict[str, Any]] | None]
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How long refused-for-now items (429, 5xx) are retried before the write gives up."""
@@ -117,20 +121,24 @@ class BulkWriter:
             retry: list[_Item] = []
             last_reason = ""
             missing: set[str] = set()
-            for item, answer in self._send_all(todo):
-                status = int(answer.get("status", 0))
-                if status in (200, 201):
-                    result.stored += 1
-                elif status == 409:
-                    result.duplicates += 1
-                elif status == 429 or status >= 500 or _index_missing(answer):
-                    retry.append(item)
-                    last_reason = f"{status} {error_reason(answer)}"
-                    if _index_missing(answer):
-                        missing.add(item.index)
-                else:
-                    reason = f"store refused the event: {error_reason(answer)}"
-                    result.rejected.append(Rejected(item.event(), reason))
+            for chunk, answers in self._send_all(todo):
+                if answers is None:
+                    result.stored += len(chunk)
+                    continue
+                for item, answer in zip(chunk, answers, strict=True):
+                    status = int(answer.get("status", 0))
+                    if status in (200, 201):
+                        result.stored += 1
+                    elif status == 409:
+                        result.duplicates += 1
+                    elif status == 429 or status >= 500 or _index_missing(answer):
+                        retry.append(item)
+                        last_reason = f"{status} {error_reason(answer)}"
+                        if _index_missing(answer):
+                            missing.add(item.index)
+                    else:
+                        reason = f"store refused the event: {error_reason(answer)}"
+                        result.rejected.append(Rejected(item.event(), reason))
             for index in sorted(missing):
                 self._create_index(index)
             if retry and time.monotonic() + delay > deadline:
@@ -145,17 +153,17 @@ class BulkWriter:
             todo = retry
         return result
 
-    def _send_all(self, todo: list[_Item]) -> list[tuple[_Item, dict[str, Any]]]:
+    def _send_all(self, todo: list[_Item]) -> list[_Answered]:
         """Every item with its answer: requests of at most max_bytes, up to ``concurrency`` at once."""
         size = sum(len(item.lines) for item in todo)
         target = min(self._max_bytes, -(-size // self._concurrency))
         chunks = list(_chunks(todo, target))
         if self._pool is None or len(chunks) == 1:
-            return [pair for chunk in chunks for pair in self._send(chunk)]
-        return [pair for answers in self._pool.map(self._send, chunks) for pair in answers]
+            return [answered for chunk in chunks for answered in self._send(chunk)]
+        return [answered for part in self._pool.map(self._send, chunks) for answered in part]
 
-    def _send(self, chunk: list[_Item]) -> list[tuple[_Item, dict[str, Any]]]:
-        """One _bulk request; each item with its answer.
+    def _send(self, chunk: list[_Item]) -> list[_Answered]:
+        """One _bulk request: the chunk with its items' answers (None when every item was created).
 
         A cluster whose http.max_content_length is below our chunk size answers 413: the chunk is
         halved until it passes; one event that is still too large is refused for good.
@@ -167,15 +175,16 @@ class BulkWriter:
             if exc.status != 413:
                 raise
             if len(chunk) == 1:
-                return [(chunk[0], {"status": 413, "error": {"type": "too_large", "reason": exc.reason}})]
+                return [(chunk, [{"status": 413, "error": {"type": "too_large", "reason": exc.reason}}])]
             half = len(chunk) // 2
             return self._send(chunk[:half]) + self._send(chunk[half:])
         items = answer.get("items") if isinstance(answer, dict) else None
         if not isinstance(items, list) or len(items) != len(chunk):
             raise BackendUnavailable(f"unexpected _bulk answer: {str(answer)[:300]}")
+        if answer.get("errors") is False:
+            return [(chunk, None)]  # the usual case: no item needs a look
         # Each item is {"create": {...}}: the action name wraps the answer.
-        answers = [next(iter(item.values())) if isinstance(item, dict) and item else {} for item in items]
-        return list(zip(chunk, answers, strict=True))
+        return [(chunk, [next(iter(item.values())) if isinstance(item, dict) and item else {} for item in items])]
 
     def _create_index(self, index: str) -> None:
         # Clusters that restrict action.auto_create_index refuse to create daily indices on the

@@ -13,7 +13,7 @@ as (UTC day, the rest of its action line and its document line), and the writer 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -28,22 +28,43 @@ from .mapping import DAY_US, attr_term
 # (UTC day number, b'"_id":"…"}}\n{document}\n'). A plain tuple: it crosses from the helper by marshal.
 Tail = tuple[int, bytes]
 
-_MS_PER_DAY = 86_400_000
-_day_prefixes: dict[int, str] = {}
+_MS_PER_MINUTE = 60_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_minute_prefixes: dict[int, str] = {}
 
 
 def _iso_millis(ts_us: int) -> str:
-    """Same string as mapping._iso_millis (floored to the millisecond), by arithmetic per day."""
-    day, ms = divmod(ts_us // 1000, _MS_PER_DAY)
-    prefix = _day_prefixes.get(day)
+    """Same string as mapping._iso_millis (floored to the millisecond), the minute's part cached."""
+    minute, ms = divmod(ts_us // 1000, _MS_PER_MINUTE)
+    prefix = _minute_prefixes.get(minute)
     if prefix is None:
-        if len(_day_prefixes) > 4096:
-            _day_prefixes.clear()
-        prefix = _day_prefixes[day] = datetime.fromtimestamp(day * 86_400, tz=UTC).strftime("%Y-%m-%dT")
-    seconds, millis = divmod(ms, 1000)
-    minutes, second = divmod(seconds, 60)
-    hour, minute = divmod(minutes, 60)
-    return f"{prefix}{hour:02d}:{minute:02d}:{second:02d}.{millis:03d}Z"
+        if len(_minute_prefixes) > 100_000:
+            _minute_prefixes.clear()
+        moment = _EPOCH + timedelta(minutes=minute)  # any year 1-9999, unlike fromtimestamp
+        prefix = _minute_prefixes[minute] = (
+            f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:"
+        )
+    second, millis = divmod(ms, 1000)
+    return f"{prefix}{second:02d}.{millis:03d}Z"
+
+
+def _attr_terms(attributes: dict[str, Any]) -> list[str]:
+    """mapping.attr_term of every scalar attribute, with the common case (a string value, a key
+    without ``\\`` or ``=``) taking no function call."""
+    terms = []
+    for key, value in attributes.items():
+        if type(value) is str:
+            text = value
+        else:
+            converted = canonical_text(value)
+            if converted is None:
+                continue
+            text = converted
+        if "=" in key or "\\" in key:
+            terms.append(attr_term(key, text))
+        else:
+            terms.append(key + "=" + text)
+    return terms
 
 
 def _document(ts: int, level: Level, service: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -71,9 +92,7 @@ def _document(ts: int, level: Level, service: str, body: dict[str, Any]) -> dict
         doc["correlation_id"] = value
     if attributes := get("a"):
         doc["attributes"] = attributes
-        kv = [attr_term(key, text) for key, value in attributes.items()
-              if (text := canonical_text(value)) is not None]
-        if kv:
+        if kv := _attr_terms(attributes):
             doc["attr_kv"] = kv
     if flags := get("f"):
         doc["flags"] = flags
