@@ -362,10 +362,12 @@ def test_processors_store_every_event_once_through_a_store_outage(
 
 
 class FlakyOpenSearch(OpenSearchStore):
-    """A real OpenSearch store whose second write fails slowly, while the next batch is writing."""
+    """A real OpenSearch store whose second write is slow: it fails (``fail_older``), or it
+    succeeds and the third write, running beside it, fails at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fail_older: bool) -> None:
         super().__init__(require_engine("opensearch"), prefix=f"lf-it-{uuid.uuid4().hex[:10]}")
+        self.fail_older = fail_older
         self.calls = 0
         self.running = 0
         self.most_at_once = 0
@@ -380,6 +382,9 @@ class FlakyOpenSearch(OpenSearchStore):
         try:
             if call == 2:
                 time.sleep(0.5)  # the third batch's write starts meanwhile
+                if self.fail_older:
+                    raise BackendUnavailable("store down (test)")
+            if call == 3 and not self.fail_older:
                 raise BackendUnavailable("store down (test)")
             return super().write_prepared(batch)
         finally:
@@ -388,11 +393,12 @@ class FlakyOpenSearch(OpenSearchStore):
 
 
 @distributed
+@pytest.mark.parametrize("fail_older", [True, False], ids=["older-write-fails", "newer-write-fails"])
 def test_overlapped_writes_commit_in_order_and_store_everything_once_through_a_failure(
-    make_queue: MakeQueue,
+    make_queue: MakeQueue, fail_older: bool
 ) -> None:
     queue = make_queue(partitions=2)
-    store = FlakyOpenSearch()
+    store = FlakyOpenSearch(fail_older=fail_older)
     events = [event for system in ("Apache", "HDFS", "Linux", "Spark") for event in loghub_events(system, limit=500)]
     assert IngestPipeline(queue, IngestLimits()).submit_values(events).accepted == 2000
     processor = Processor(queue, store, group="processors", batch_size=250, prepare_worker=True)
@@ -411,7 +417,7 @@ def test_overlapped_writes_commit_in_order_and_store_everything_once_through_a_f
         assert sum(p.lag for p in queue.stats("processors").partitions) == 0
         assert store.most_at_once == 2
         assert processor.counters.store_errors == 1
-        # The failed batch and the one written beside it came again (with any pack they ended
+        # The failed batch and any written beside it came again (with any pack they ended
         # inside): what was stored before the failure counts as duplicates the second time.
         c = processor.counters
         assert c.stored <= 2000 <= c.stored + c.duplicates

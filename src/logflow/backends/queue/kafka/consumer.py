@@ -106,13 +106,16 @@ class KafkaConsumer:
         """About enough messages for ``wanted`` records (the first one waiting up to ``timeout_s``)."""
         try:
             messages = self._consumer.consume(1, max(0.0, timeout_s))
+            self._note_start(messages)
             more = -(-wanted // max(1, int(self._per_message))) - 1
             if messages and more > 0:
                 # Rebalance callbacks may run inside the second call. A partition whose
                 # assignment changed in between makes the first message stale: librdkafka
                 # restarts that partition from its committed offset, so drop the message.
                 before = dict(self._epochs)
-                messages += self._consumer.consume(more, 0)
+                later = self._consumer.consume(more, 0)
+                self._note_start(later)
+                messages += later
                 partition = messages[0].partition()
                 if partition is not None and self._epochs.get(partition) != before.get(partition):
                     messages = messages[1:]
@@ -121,6 +124,14 @@ class KafkaConsumer:
                 f"Kafka consume failed for group {self.group!r}: {describe(exc)}"
             ) from exc
         return messages
+
+    def _note_start(self, messages: list[Message]) -> None:
+        """Remember where a partition's reading began, as soon as a message of it arrives: if
+        this poll fails before returning the message, rewind() must still seek back to it."""
+        for message in messages:
+            partition, offset = message.partition(), message.offset()
+            if partition is not None and offset is not None and partition in self._epochs:
+                self._committed.setdefault(partition, offset)
 
     def commit(self, batch: ConsumedBatch) -> None:
         """Synchronously commit, per partition, the batch's last offset + 1.
@@ -168,15 +179,19 @@ class KafkaConsumer:
         with self._lock:
             if self._closed:
                 return
-            self._carried.clear()  # a pack read in part comes again whole from its offset
+            not_moved = set()
             for partition, offset in self._committed.items():
                 try:
                     self._consumer.seek(TopicPartition(self._topic, partition, offset))
                 except KafkaException as exc:
                     # The partition is not being fetched yet (just assigned): nothing was read
                     # from it, so there is nothing to rewind.
+                    not_moved.add(partition)
                     log.debug("group %s: seek of partition %d skipped: %s",
                               self.group, partition, describe(exc))
+            # A pack read in part comes again whole from its offset; where the seek did not
+            # happen, its rest is still only here.
+            self._carried[:] = [rest for rest in self._carried if rest.partition in not_moved]
 
     def close(self) -> None:
         """Leave the group, so its partitions (and their uncommitted records) move to other members."""
