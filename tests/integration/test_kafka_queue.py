@@ -310,6 +310,23 @@ def test_a_damaged_pack_comes_out_as_one_record_for_the_dead_letters(make_queue:
     assert got == [QueueRecord(b"svc", b"\x05\x00\x00\x00 cut short"), *good]
 
 
+def run_until_drained(queue: KafkaQueue, processors: list[Processor], timeout_s: float = 60.0) -> None:
+    """Run the processors, each in a thread, until their group has no lag (or the time is up)."""
+    group = processors[0].group
+    stop = threading.Event()
+    threads = [threading.Thread(target=p.run, args=(stop,)) for p in processors]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while sum(p.lag for p in queue.stats(group).partitions) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+
 class FlakyStore(EmbeddedStore):
     """An embedded store whose first ``failures`` writes fail as if the store were down.
 
@@ -339,19 +356,10 @@ def test_processors_store_every_event_once_through_a_store_outage(
         [event for system in systems for event in loghub_events(system, limit=500)]
     )
     assert outcome.accepted == 2000
-    stop = threading.Event()
     processors = [Processor(queue, store, group="processors", batch_size=300) for _ in range(2)]
-    threads = [threading.Thread(target=p.run, args=(stop,)) for p in processors]
-    for thread in threads:
-        thread.start()
     try:
-        deadline = time.monotonic() + 60
-        while sum(p.lag for p in queue.stats("processors").partitions) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        run_until_drained(queue, processors)
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
         store.close()
     assert sum(p.lag for p in queue.stats("processors").partitions) == 0
     # The failed batches were rewound and stored later: nothing lost, nothing stored twice. (A
@@ -403,16 +411,7 @@ def test_overlapped_writes_commit_in_order_and_store_everything_once_through_a_f
     assert IngestPipeline(queue, IngestLimits()).submit_values(events).accepted == 2000
     processor = Processor(queue, store, group="processors", batch_size=250, prepare_worker=True)
     assert processor.overlapped
-    stop = threading.Event()
-    thread = threading.Thread(target=processor.run, args=(stop,))
-    thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while sum(p.lag for p in queue.stats("processors").partitions) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        stop.set()
-        thread.join(timeout=30)
+    run_until_drained(queue, [processor])
     try:
         assert sum(p.lag for p in queue.stats("processors").partitions) == 0
         assert store.most_at_once == 2

@@ -56,16 +56,19 @@ def test_older_and_unusual_payloads_are_encoded_again_as_one_line() -> None:
     assert [item[0] for item in day[1]] == ["x1", "x2"]
 
 
+# Payloads every store's preparation must report as undecodable, with a word of the reason.
+DAMAGED_PAYLOADS = [
+    (struct.pack("<BqBH", 2, BASE_US, 2, 1) + b"s" + b'["not", "an", "object"]', "not an object"),
+    (struct.pack("<BqBH", 2, BASE_US, 77, 1) + b"s" + b'{"i":"a","m":"m"}', "77"),
+    (struct.pack("<BqBH", 2, BASE_US, 2, 1) + b"s" + b'{"m":"no id"}', "'i'"),
+    (b"\x09" + b"garbage" * 3, "unknown queue wire format 9"),
+    (b"\x02", "unpack"),
+]
+
+
 @pytest.mark.parametrize(
     ("payload", "reason"),
-    [
-        (struct.pack("<BqBH", 2, BASE_US, 2, 1) + b"s" + b'{"i":"a","m":42}', "must be strings"),
-        (struct.pack("<BqBH", 2, BASE_US, 2, 1) + b"s" + b'["not", "an", "object"]', "not an object"),
-        (struct.pack("<BqBH", 2, BASE_US, 77, 1) + b"s" + b'{"i":"a","m":"m"}', "77"),
-        (struct.pack("<BqBH", 2, BASE_US, 2, 1) + b"s" + b'{"m":"no id"}', "'i'"),
-        (b"\x09" + b"garbage" * 3, "unknown queue wire format 9"),
-        (b"\x02", "unpack"),
-    ],
+    [(struct.pack("<BqBH", 2, BASE_US, 2, 1) + b"s" + b'{"i":"a","m":42}', "must be strings"), *DAMAGED_PAYLOADS],
 )
 def test_damaged_payloads_are_reported_and_the_rest_prepared(payload: bytes, reason: str) -> None:
     good = LogEvent(id="ok", timestamp=BASE_US, level=Level.INFO, service="s", message="fine")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import struct
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -10,14 +10,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from logflow.backends.store.opensearch.bulk import _Item
-from logflow.backends.store.opensearch.mapping import _iso_millis, index_name, to_document
-from logflow.backends.store.opensearch.prepare import _iso_millis as fast_iso_millis
+from logflow.backends.store.opensearch.mapping import _iso_millis as fast_iso_millis
+from logflow.backends.store.opensearch.mapping import index_name, to_document
 from logflow.backends.store.opensearch.prepare import prepare_payloads
 from logflow.domain.events import LogEvent
 from logflow.domain.levels import Level
-from tests.unit.test_embedded_prepare import BASE_US, DAY_US, loghub_events
+from tests.unit.test_embedded_prepare import BASE_US, DAMAGED_PAYLOADS, DAY_US, loghub_events
 
 PREFIX = "logflow-t"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _iso_millis(ts_us: int) -> str:
+    """The reference: datetime's own ISO form, floored to the millisecond."""
+    moment = _EPOCH + timedelta(milliseconds=ts_us // 1000)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def bulk_lines(event: LogEvent) -> bytes:
@@ -62,16 +69,7 @@ def test_a_refused_item_gives_its_event_back_for_the_dead_letters() -> None:
     assert _Item(index_name(PREFIX, day), with_head(day, tail)).event() == event
 
 
-@pytest.mark.parametrize(
-    ("payload", "reason"),
-    [
-        (struct.pack("<BqBH", 2, BASE_US, 2, 1) + b"s" + b'["not", "an", "object"]', "not an object"),
-        (struct.pack("<BqBH", 2, BASE_US, 77, 1) + b"s" + b'{"i":"a","m":"m"}', "77"),
-        (struct.pack("<BqBH", 2, BASE_US, 2, 1) + b"s" + b'{"m":"no id"}', "'i'"),
-        (b"\x09" + b"garbage" * 3, "unknown queue wire format 9"),
-        (b"\x02", "unpack"),
-    ],
-)
+@pytest.mark.parametrize(("payload", "reason"), DAMAGED_PAYLOADS)
 def test_damaged_payloads_are_reported_and_the_rest_prepared(payload: bytes, reason: str) -> None:
     good = LogEvent(id="ok", timestamp=BASE_US, level=Level.INFO, service="s", message="fine")
     prepared = prepare_payloads([good.to_wire(), payload, good.to_wire()])

@@ -121,18 +121,26 @@ def wait_for_zero_lag(client: httpx.Client) -> None:
         time.sleep(min(0.5, max(0.05, pause)))
 
 
+def until_searchable(client: httpx.Client, event: dict[str, str], headers: dict[str, str], *, poll_s: float,
+                     timeout_s: float | None = None) -> float:
+    """Ingest one event; seconds from its 202 until ``GET /logs/{id}`` returns it."""
+    resp = client.post("/api/v1/ingest", json=event, headers=headers)
+    resp.raise_for_status()
+    event_id = resp.json()["results"][0]["id"]
+    acked = time.perf_counter()
+    while client.get(f"/api/v1/logs/{event_id}").status_code != 200:
+        if timeout_s is not None and time.perf_counter() - acked > timeout_s:
+            raise RuntimeError(f"event {event_id} was not searchable after {timeout_s:.0f}s")
+        time.sleep(poll_s)
+    return time.perf_counter() - acked
+
+
 def warm_up(url: str, headers: dict[str, str], timeout_s: float = 120.0) -> None:
     """Ingest one event and wait until it can be read back: every process is up and connected
     (processors in their consumer group, partitions assigned) before the clock starts."""
-    deadline = time.monotonic() + timeout_s
     with httpx.Client(base_url=url, timeout=30.0) as client:
-        resp = client.post("/api/v1/ingest", json={"service": "bench-warm-up", "message": "warm up"}, headers=headers)
-        resp.raise_for_status()
-        event_id = resp.json()["results"][0]["id"]
-        while client.get(f"/api/v1/logs/{event_id}").status_code != 200:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the warm-up event was not searchable after {timeout_s:.0f}s")
-            time.sleep(0.1)
+        until_searchable(client, {"service": "bench-warm-up", "message": "warm up"}, headers, poll_s=0.1,
+                         timeout_s=timeout_s)
 
 
 @dataclass
@@ -173,14 +181,9 @@ def visibility(url: str, repeat: int, headers: dict[str, str]) -> Latency:
     result = Latency("ingest → searchable (one event)")
     with httpx.Client(base_url=url, timeout=30.0) as client:
         for i in range(repeat):
-            resp = client.post("/api/v1/ingest", json={"service": "bench-probe", "message": f"probe {i}"},
-                               headers=headers)
-            resp.raise_for_status()
-            event_id = resp.json()["results"][0]["id"]
-            acked = time.perf_counter()
-            while client.get(f"/api/v1/logs/{event_id}").status_code != 200:
-                time.sleep(0.005)
-            result.samples_ms.append((time.perf_counter() - acked) * 1000)
+            seconds = until_searchable(client, {"service": "bench-probe", "message": f"probe {i}"}, headers,
+                                       poll_s=0.005)
+            result.samples_ms.append(seconds * 1000)
     return result
 
 

@@ -26,7 +26,7 @@ from logflow.domain.events import LogEvent
 
 from .client import ApiError, RestClient, error_reason
 from .mapping import DAY_US, from_source, index_name, to_document
-from .prepare import Tail
+from .prepare import Tail, tail_of
 
 # Bulk requests of a few MB are the engines' sweet spot; the default http.max_content_length
 # (100 MB) is far away.
@@ -56,12 +56,6 @@ class RetryPolicy:
     budget_s: float = 30.0
     first_delay_s: float = 0.2
     max_delay_s: float = 5.0
-
-
-def _encode(prefix: str, event: LogEvent) -> _Item:
-    index = index_name(prefix, event.timestamp // DAY_US)
-    action = {"create": {"_index": index, "_id": event.id}}
-    return _Item(index, orjson.dumps(action) + b"\n" + orjson.dumps(to_document(event)) + b"\n")
 
 
 def _chunks(items: list[_Item], max_bytes: int) -> Iterator[list[_Item]]:
@@ -94,10 +88,10 @@ class BulkWriter:
 
     def write(self, events: Sequence[LogEvent]) -> WriteResult:
         """Store ``events`` in bulk requests of at most ``max_bytes``; see the module docstring."""
-        return self._write([_encode(self._prefix, event) for event in events])
+        return self.write_tails([(event.timestamp // DAY_US, tail_of(to_document(event))) for event in events])
 
     def write_tails(self, tails: Sequence[Tail]) -> WriteResult:
-        """Store events prepared by ``prepare.prepare_payloads``; same guarantees as ``write``."""
+        """Store (day, tail) pairs as ``prepare.prepare_payloads`` makes them; same guarantees as ``write``."""
         heads = self._heads
         todo = []
         for day, tail in tails:

@@ -123,40 +123,83 @@ def attr_term(key: str, text: str) -> str:
     return key.replace("\\", "\\\\").replace("=", "\\=") + "=" + text
 
 
+_MS_PER_MINUTE = 60_000
+_minute_prefixes: dict[int, str] = {}
+
+
 def _iso_millis(ts_us: int) -> str:
     # An ISO string, not a number: strict_date_optional_time would read a small epoch number such
     # as 1000 as the year 1000. Floored to the millisecond (integer arithmetic, no float rounding)
-    # so that date_histogram buckets agree with ts_us.
-    moment = _EPOCH + timedelta(milliseconds=ts_us // 1000)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # so that date_histogram buckets agree with ts_us. Each minute's part is kept: this runs for
+    # every stored event.
+    minute, ms = divmod(ts_us // 1000, _MS_PER_MINUTE)
+    prefix = _minute_prefixes.get(minute)
+    if prefix is None:
+        if len(_minute_prefixes) > 100_000:
+            _minute_prefixes.clear()
+        moment = _EPOCH + timedelta(minutes=minute)  # any year 1-9999, unlike fromtimestamp
+        prefix = _minute_prefixes[minute] = (
+            f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:"
+        )
+    second, millis = divmod(ms, 1000)
+    return f"{prefix}{second:02d}.{millis:03d}Z"
+
+
+def _attr_terms(attributes: dict[str, Any]) -> list[str]:
+    """``attr_term`` of every scalar attribute, the common case (a string value, a key without
+    ``\\`` or ``=``) without a function call."""
+    terms = []
+    for key, value in attributes.items():
+        if type(value) is str:
+            text = value
+        else:
+            converted = canonical_text(value)
+            if converted is None:
+                continue
+            text = converted
+        terms.append(attr_term(key, text) if "=" in key or "\\" in key else key + "=" + text)
+    return terms
+
+
+def document(ts_us: int, level: Level, service: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The indexed form of an event given as its queue body (``LogEvent.body()``: ``i``, ``m``,
+    ``h``, the correlation ids, ``a``, ``f``); absent optional fields are left out.
+
+    The processor's helper calls this straight on decoded queue payloads, so the fields are
+    written out one by one (it runs for every stored event).
+    """
+    doc: dict[str, Any] = {
+        "id": body["i"],
+        "timestamp": _iso_millis(ts_us),
+        "ts_us": ts_us,
+        "level": level.name,
+        "level_num": int(level),
+        "service": service,
+        "message": body["m"],
+    }
+    get = body.get
+    if (host := get("h")) is not None:
+        doc["host"] = host
+    if (value := get("trace_id")) is not None:
+        doc["trace_id"] = value
+    if (value := get("span_id")) is not None:
+        doc["span_id"] = value
+    if (value := get("request_id")) is not None:
+        doc["request_id"] = value
+    if (value := get("correlation_id")) is not None:
+        doc["correlation_id"] = value
+    if attributes := get("a"):
+        doc["attributes"] = attributes
+        if kv := _attr_terms(attributes):
+            doc["attr_kv"] = kv
+    if flags := get("f"):
+        doc["flags"] = flags
+    return doc
 
 
 def to_document(event: LogEvent) -> dict[str, Any]:
-    """The indexed form of an event; absent optional fields are left out."""
-    doc: dict[str, Any] = {
-        "id": event.id,
-        "timestamp": _iso_millis(event.timestamp),
-        "ts_us": event.timestamp,
-        "level": event.level.name,
-        "level_num": int(event.level),
-        "service": event.service,
-        "message": event.message,
-    }
-    if event.host is not None:
-        doc["host"] = event.host
-    for name in CORRELATION_FIELDS:
-        value = getattr(event, name)
-        if value is not None:
-            doc[name] = value
-    if event.attributes:
-        doc["attributes"] = event.attributes
-        kv = [attr_term(key, text) for key, value in event.attributes.items()
-              if (text := canonical_text(value)) is not None]
-        if kv:
-            doc["attr_kv"] = kv
-    if event.flags:
-        doc["flags"] = event.flags
-    return doc
+    """The indexed form of an event."""
+    return document(event.timestamp, event.level, event.service, event.body())
 
 
 def from_source(source: dict[str, Any]) -> LogEvent:
