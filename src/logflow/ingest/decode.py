@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import orjson
 
@@ -32,7 +33,8 @@ class DecodedItem:
     value: object = None
     error: ItemError | None = None
     line: int | None = None
-    flags: list[str] = field(default_factory=list)
+    # What decoding had to repair; an immutable empty default, as nearly every item has none.
+    flags: Sequence[str] = ()
 
 
 def decompress(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
@@ -56,22 +58,27 @@ def decompress(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
     return data
 
 
-def loads_json(raw: bytes) -> tuple[object, list[str]]:
+def loads_json(raw: bytes) -> tuple[object, Sequence[str]]:
     """Parse JSON; invalid UTF-8 is replaced (U+FFFD) and flagged instead of failing the item."""
     try:
-        return orjson.loads(raw), []
-    except orjson.JSONDecodeError:
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            repaired = raw.decode("utf-8", errors="replace")
-            return orjson.loads(repaired), [INVALID_UTF8_FLAG]
-        raise
+        return orjson.loads(raw), ()
+    except orjson.JSONDecodeError as exc:
+        return _repaired(raw, exc)
+
+
+def _repaired(raw: bytes, failure: orjson.JSONDecodeError) -> tuple[object, Sequence[str]]:
+    """``raw`` failed to parse with ``failure``: parsed with invalid UTF-8 replaced, or ``failure`` raised."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return orjson.loads(raw.decode("utf-8", errors="replace")), [INVALID_UTF8_FLAG]
+    raise failure
 
 
 def _ndjson(data: bytes, limits: IngestLimits) -> list[DecodedItem]:
     items: list[DecodedItem] = []
     append, max_bytes = items.append, limits.max_event_bytes
+    loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
     for line_no, raw_line in enumerate(data.split(b"\n"), start=1):
         line = raw_line.strip()
         if not line:
@@ -81,11 +88,17 @@ def _ndjson(data: bytes, limits: IngestLimits) -> list[DecodedItem]:
             append(DecodedItem(len(items), None, error, line_no))
             continue
         try:
-            value, flags = loads_json(line)
-        except orjson.JSONDecodeError as exc:
+            # orjson straight away, the repair only for a line that fails: this runs once per event.
+            append(DecodedItem(len(items), loads(line), None, line_no))
+            continue
+        except JSONDecodeError as exc:
+            failure = exc
+        try:
+            value, flags = _repaired(line, failure)
+        except JSONDecodeError as exc:
             append(DecodedItem(len(items), None, ItemError(400, f"line {line_no} is not valid JSON: {exc}"), line_no))
         else:
-            append(DecodedItem(len(items), value, None, line_no, flags))  # positional: once per event
+            append(DecodedItem(len(items), value, None, line_no, flags))
     return items
 
 

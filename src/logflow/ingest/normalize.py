@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from logflow.domain.events import CORRELATION_FIELDS, LogEvent
 from logflow.domain.ids import new_ulid
 from logflow.domain.levels import ACCEPTED_LEVEL_NAMES, Level, parse_level
 from logflow.ingest.limits import IngestLimits
 from logflow.ingest.timestamps import TimestampError, parse_timestamp
+
+T = TypeVar("T")
+# What normalization hands on: id, timestamp (µs), level, service, message, host, trace_id,
+# span_id, request_id, correlation_id, attributes, flags: LogEvent's fields in its order.
+EventBuilder = Callable[[str, int, Level, str, str, str | None, str | None, str | None, str | None, str | None,
+                         dict[str, Any], Sequence[str]], T]
 
 _ID_PATTERN = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _NAME_MAX = 256
@@ -52,12 +59,24 @@ def _short_string(key: str, value: Any) -> str | ItemError:
     return text
 
 
+def _checked_names(names: tuple[Any, ...]) -> tuple[str | None, ...] | ItemError:
+    """The name fields (in _NAME_KEYS's order) as strings, or why one of them cannot be one."""
+    checked: list[str | None] = []
+    for key, value in zip(_NAME_KEYS, names, strict=True):
+        if value is not None and (type(value) is not str or len(value) > _NAME_MAX):
+            value = _short_string(key, value)
+            if isinstance(value, ItemError):
+                return value
+        checked.append(value)
+    return tuple(checked)
+
+
 def _shape_error(value: dict[str, Any], limits: IngestLimits) -> ItemError | None:
     """Count leaf fields and nesting depth of the attributes without recursion limits surprises."""
     if len(value) <= limits.max_fields and limits.max_depth >= 1:
         # The common case, flat attributes, costs one pass over the values.
         for child in value.values():
-            if isinstance(child, dict | list):
+            if isinstance(child, (dict, list)):  # a tuple: faster than a union on 3.11
                 break
         else:
             return None
@@ -83,13 +102,29 @@ def _shape_error(value: dict[str, Any], limits: IngestLimits) -> ItemError | Non
     return None
 
 
-def normalize(
-    item: object, *, now_us: int, limits: IngestLimits, flags: list[str] | None = None
-) -> LogEvent | ItemError:
-    """Validate and normalize one item; never raises for bad input.
+def _log_event(event_id: str, timestamp: int, level: Level, service: str, message: str, host: str | None,
+               trace_id: str | None, span_id: str | None, request_id: str | None, correlation_id: str | None,
+               attributes: dict[str, Any], flags: Sequence[str]) -> LogEvent:
+    return LogEvent(event_id, timestamp, level, service, message, host, trace_id, span_id, request_id,
+                    correlation_id, attributes, list(flags))
 
-    Runs once per ingested event, so the common shapes (string message, ISO or epoch timestamp,
-    a level as sent by most shippers, short string names) take the shortest path.
+
+def normalize(
+    item: object, *, now_us: int, limits: IngestLimits, flags: Sequence[str] = ()
+) -> LogEvent | ItemError:
+    """Validate and normalize one item into a LogEvent; never raises for bad input."""
+    return normalize_into(_log_event, item, now_us=now_us, limits=limits, flags=flags)
+
+
+def normalize_into(
+    build: EventBuilder[T], item: object, *, now_us: int, limits: IngestLimits, flags: Sequence[str] = ()
+) -> T | ItemError:
+    """Validate and normalize one item, then hand its fields, in LogEvent's order, to ``build``.
+
+    ``build`` makes a LogEvent (``normalize``), or is ``encode_record`` for the ingest pipeline,
+    which needs only the queue's wire form. Runs once per ingested event, so the common shapes (string message,
+    ISO or epoch timestamp, a level as sent by most shippers, short string names) take the
+    shortest path.
     """
     if not isinstance(item, dict):
         return ItemError(422, f"an event must be a JSON object, not {type(item).__name__}")
@@ -134,14 +169,15 @@ def normalize(
             return ItemError(422, f"unknown level {str(raw_level)[:32]!r}; accepted: {ACCEPTED_LEVEL_NAMES}")
         level = found
 
-    names: list[str | None] = []
-    for key in _NAME_KEYS:
-        value = get(key)
+    # Unrolled in _NAME_KEYS's order, then checked in one pass: this runs once per event.
+    names = (get("service"), get("host"), get("trace_id"), get("span_id"), get("request_id"), get("correlation_id"))
+    for value in names:
         if value is not None and (type(value) is not str or len(value) > _NAME_MAX):
-            value = _short_string(key, value)
-            if type(value) is ItemError:
-                return value
-        names.append(value)  # type: ignore[arg-type]  # an ItemError returned above
+            checked = _checked_names(names)
+            if type(checked) is ItemError:
+                return checked
+            names = checked  # type: ignore[assignment]  # not an ItemError, see above
+            break
 
     raw_id = get("id")
     if raw_id is None:
@@ -151,18 +187,22 @@ def normalize(
     else:
         return ItemError(422, "'id' must be 1-128 characters of letters, digits, '.', '_', ':' or '-'")
 
-    # issuperset walks the keys without building a set: most events have no loose attributes.
-    attributes = {} if _MODEL_KEYS.issuperset(item) else {k: v for k, v in item.items() if k not in _MODEL_KEYS}
     metadata = get("metadata")
-    if isinstance(metadata, dict):
-        attributes.update(metadata)
-    elif metadata is not None:
-        attributes["metadata"] = metadata
+    # issuperset walks the keys without building a set: most events have no loose attributes,
+    # and then a metadata object is the attributes as it is, not a copy.
+    if _MODEL_KEYS.issuperset(item) and (metadata is None or type(metadata) is dict):
+        attributes = {} if metadata is None else metadata
+    else:
+        attributes = {k: v for k, v in item.items() if k not in _MODEL_KEYS}
+        if isinstance(metadata, dict):
+            attributes.update(metadata)
+        elif metadata is not None:
+            attributes["metadata"] = metadata
     if attributes:
         error = _shape_error(attributes, limits)
         if error is not None:
             return error
 
     service, host, trace_id, span_id, request_id, correlation_id = names
-    return LogEvent(event_id, ts, level, service or "unknown", message, host, trace_id, span_id, request_id,
-                    correlation_id, attributes, flags or [])
+    return build(event_id, ts, level, service or "unknown", message, host, trace_id, span_id, request_id,
+                 correlation_id, attributes, flags)

@@ -9,14 +9,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from logflow.backends.queue.base import EventQueue, QueueRecord
-from logflow.domain.events import LogEvent
+from logflow.domain.events import encode_record
 from logflow.ingest.decode import DecodedItem
 from logflow.ingest.limits import IngestLimits
-from logflow.ingest.normalize import ItemError, normalize
+from logflow.ingest.normalize import ItemError, normalize_into
 
 
 @dataclass(slots=True)
@@ -44,37 +44,61 @@ class ItemResult:
 
 @dataclass(slots=True)
 class IngestOutcome:
-    """Per-item results of one batch plus the accepted events (already durable in the queue)."""
+    """The fate of every item of one batch; the accepted ones are already durable in the queue.
 
-    results: list[ItemResult]
-    events: list[LogEvent] = field(default_factory=list)
+    Kept as the items, each one's event id (None when rejected) and the rejections by position:
+    an accepted item costs no result object of its own (this is made for every ingested event).
+    """
+
+    items: Sequence[DecodedItem]
+    ids: list[str | None]
+    errors: dict[int, ItemError]
 
     @property
     def accepted(self) -> int:
-        return len(self.events)
+        return len(self.items) - len(self.errors)
 
     @property
     def rejected(self) -> int:
-        return len(self.results) - len(self.events)
+        return len(self.errors)
+
+    @property
+    def results(self) -> list[ItemResult]:
+        """One ItemResult per item, in order."""
+        errors = self.errors
+        out: list[ItemResult] = []
+        for position, (item, event_id) in enumerate(zip(self.items, self.ids, strict=True)):
+            error = errors.get(position)
+            if error is None:
+                out.append(ItemResult(item.index, "accepted", event_id, None, None, item.line))
+            else:
+                out.append(ItemResult(item.index, "rejected", None, error.code, error.reason, item.line))
+        return out
 
     @property
     def http_status(self) -> int:
         """202 all accepted, 207 mixed, else the shared error code (422 when codes differ)."""
-        if self.rejected == 0:
+        if not self.errors:
             return 202
         if self.accepted:
             return 207
-        codes = {r.code for r in self.results}
+        codes = {error.code for error in self.errors.values()}
         if len(codes) == 1:
             return codes.pop() or 422
         return 422
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "accepted": self.accepted,
-            "rejected": self.rejected,
-            "results": [r.to_json() for r in self.results],
-        }
+        """The native answer: counts, then each item as ItemResult.to_json shapes it."""
+        if self.errors:
+            results = [result.to_json() for result in self.results]
+        else:  # every item accepted, the usual answer: its dicts made here directly
+            results = [
+                {"index": item.index, "status": "accepted", "id": event_id}
+                if item.line is None
+                else {"index": item.index, "status": "accepted", "id": event_id, "line": item.line}
+                for item, event_id in zip(self.items, self.ids, strict=True)
+            ]
+        return {"accepted": self.accepted, "rejected": self.rejected, "results": results}
 
 
 @dataclass(slots=True)
@@ -84,6 +108,9 @@ class IngestCounters:
     accepted: int = 0
     rejected: int = 0
     batches: int = 0
+
+
+_new_tuple = tuple.__new__
 
 
 class IngestPipeline:
@@ -102,27 +129,31 @@ class IngestPipeline:
         which case no item of it was accepted.
         """
         now_us = time.time_ns() // 1000
-        results: list[ItemResult] = []
-        events: list[LogEvent] = []
-        for item in items:
-            outcome: LogEvent | ItemError
+        limits = self.limits
+        ids: list[str | None] = []
+        errors: dict[int, ItemError] = {}
+        records: list[QueueRecord] = []
+        for position, item in enumerate(items):
+            outcome: tuple[str, bytes, bytes] | ItemError
             if item.error is not None:
                 outcome = item.error
             else:
-                outcome = normalize(item.value, now_us=now_us, limits=self.limits, flags=item.flags)
-            if isinstance(outcome, ItemError):
-                results.append(ItemResult(item.index, "rejected", code=outcome.code, error=outcome.reason,
-                                          line=item.line))
+                # Straight to the queue's wire form: no LogEvent is made on the way (once per event).
+                outcome = normalize_into(encode_record, item.value, now_us=now_us, limits=limits, flags=item.flags)
+            if type(outcome) is ItemError:
+                errors[position] = outcome
+                ids.append(None)
             else:
-                events.append(outcome)
-                results.append(ItemResult(item.index, "accepted", id=outcome.id, line=item.line))
-        if events:
-            self.queue.publish([QueueRecord(*event.to_record()) for event in events])
+                ids.append(outcome[0])  # type: ignore[index]  # not an ItemError, see above
+                # tuple.__new__ is a NamedTuple's constructor without its Python-level __new__.
+                records.append(_new_tuple(QueueRecord, outcome[1:]))  # type: ignore[index]
+        if records:
+            self.queue.publish(records)
         with self._lock:
             self.counters.batches += 1
-            self.counters.accepted += len(events)
-            self.counters.rejected += len(results) - len(events)
-        return IngestOutcome(results=results, events=events)
+            self.counters.accepted += len(records)
+            self.counters.rejected += len(errors)
+        return IngestOutcome(items, ids, errors)
 
     def submit_values(self, values: Iterable[object]) -> IngestOutcome:
         """Convenience for in-process producers (the demo generator): plain dicts, no decoding step."""

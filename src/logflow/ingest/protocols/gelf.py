@@ -120,7 +120,7 @@ def gelf_item(payload: bytes, index: int, max_bytes: int) -> DecodedItem:
                 data.decode("utf-8")
             except UnicodeDecodeError:
                 doc = orjson.loads(data.decode("utf-8", errors="replace"))
-                item.flags.append(INVALID_UTF8_FLAG)
+                item.flags = [INVALID_UTF8_FLAG]
             else:
                 raise
         item.value = gelf_fields(doc)
