@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -26,6 +25,7 @@ from logflow.app import create_app
 from logflow.auth import apikeys, sessions
 from logflow.auth.service import AuthService
 from logflow.auth.users import find_user
+from logflow.bench.cleanup import drop_indices
 from logflow.db.session import session_scope
 from logflow.ingest.processor import Processor
 from logflow.runtime import Runtime
@@ -219,17 +219,6 @@ def drop_distributed_resources(settings: Settings, queue: Any) -> None:
 
     delete_topics(settings.queue_url, queue)
     drop_indices(settings.store_url, settings.store_index_prefix)
-
-
-def drop_indices(store_url: str, prefix: str) -> None:
-    """Delete the daily indices and the index template of ``prefix`` from a shared OpenSearch."""
-    from logflow.backends.store.opensearch.client import parse_store_url
-    from logflow.backends.store.opensearch.mapping import pattern, template_name
-
-    endpoint = parse_store_url(store_url)
-    with httpx.Client(base_url=endpoint.base_url, auth=endpoint.auth, timeout=30) as client:
-        client.delete(f"/{pattern(prefix)}", params={"expand_wildcards": "all", "ignore_unavailable": "true"})
-        client.delete(f"/_index_template/{template_name(prefix)}")
 
 
 # -- Loghub: real logs from 12 systems (https://github.com/logpai/loghub) ---------------------------

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import uuid
 
-from confluent_kafka.admin import AdminClient
-
 from logflow.backends.queue.base import EventQueue
 from logflow.backends.queue.kafka import KafkaQueue, parse_kafka_url
-from logflow.backends.queue.kafka.admin import delete_groups
-from logflow.backends.queue.kafka.admin import delete_topics as _delete_topics
-from logflow.backends.queue.kafka.config import KafkaOptions
+from logflow.bench.cleanup import drop_kafka
 
 CONTRACT_PARTITIONS = 3  # more than one, so per-key order across partitions is exercised
 
@@ -37,8 +33,4 @@ def delete_topics(url: str, queue: EventQueue, timeout_s: float = 30.0) -> None:
     """Delete the topics and consumer groups of a queue from :func:`make_kafka_queue` (close it first)."""
     if not isinstance(queue, KafkaQueue):
         raise TypeError(f"not a Kafka queue: {queue!r}")
-    servers, extra = parse_kafka_url(url)
-    admin = AdminClient(KafkaOptions(servers, extra=extra).admin())
-    delete_groups(admin, sorted(queue.groups), timeout_s)
-    _delete_topics(admin, [queue.topic, queue.dead_letter_topic], timeout_s)
-    admin.poll(0)  # hands the client's log lines to Python logging
+    drop_kafka(url, [queue.topic, queue.dead_letter_topic], sorted(queue.groups), timeout_s)

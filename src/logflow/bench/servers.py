@@ -55,6 +55,8 @@ class Deployment:
 
     url: str
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # What a distributed run named its topics, consumer group and index prefix after (None: embedded).
+    run_id: str | None = None
     logs: list[Path] = field(default_factory=list)
 
     def start(self, args: list[str], env: dict[str, str], log: Path) -> None:

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from logflow import __version__
 from logflow.bench.ceiling import bulk_ceiling
+from logflow.bench.cleanup import drop_indices, drop_kafka
 from logflow.bench.measure import (
     DAY_US,
     IngestResult,
@@ -71,6 +72,7 @@ def _deploy(shape: str, processors: int, data_dir: Path, syslog_port: int = 0) -
         unique = uuid.uuid4().hex[:8]
         env.update({"LOGFLOW_KAFKA_TOPIC": f"bench-{unique}", "LOGFLOW_KAFKA_DEAD_LETTER_TOPIC": f"bench-{unique}-dlq",
                     "LOGFLOW_STORE_INDEX_PREFIX": f"bench-{unique}", "LOGFLOW_PROCESSOR_GROUP": f"bench-{unique}"})
+        deployment.run_id = f"bench-{unique}"
         deployment.start(["api"], env, data_dir.parent / "api.log")
         for i in range(processors):
             deployment.start(["processor", "--index", str(i)], env, data_dir.parent / f"processor-{i}.log")
@@ -128,6 +130,7 @@ def bench(events: int, batch: int, concurrency: int, repeat: int, shape: str, pr
         rss = deployment.peak_rss()
     finally:
         deployment.stop()
+        _drop_run(deployment)
     ceiling = None
     if shape == "distributed":
         console.print("measuring the _bulk ceiling ...")
@@ -143,6 +146,15 @@ def bench(events: int, batch: int, concurrency: int, repeat: int, shape: str, pr
             fh.write(report + "\n")
     if shape == "embedded":
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _drop_run(deployment: Deployment) -> None:
+    """Delete a distributed run's topics, consumer group and indices from the user's engines."""
+    if deployment.run_id is None:
+        return
+    name = deployment.run_id
+    drop_kafka(os.environ["LOGFLOW_QUEUE_URL"], [name, f"{name}-dlq"], [name])
+    drop_indices(os.environ["LOGFLOW_STORE_URL"], name)
 
 
 def _table(latencies: list[Latency]) -> Table:
@@ -211,6 +223,7 @@ def _bench_protocols(console: Console, protocols: list[str], events: int, batch:
                                             concurrency, advance))
     finally:
         deployment.stop()
+        _drop_run(deployment)
     command = (f"logflow bench --protocols {','.join(protocols)} --shape {shape} --events {events} --batch {batch} "
                f"--concurrency {concurrency}" + (f" --processors {processors}" if shape == "distributed" else ""))
     native = next((r for r in results if r.protocol == "native"), None)

@@ -1,0 +1,73 @@
+"""``logflow bench`` as a user runs it: real processes, a report, and nothing left behind on shared engines."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from logflow.backends.queue.kafka.config import KafkaOptions, parse_kafka_url
+from logflow.backends.store.opensearch.client import parse_store_url
+from tests.conftest import REPO, require_engine
+
+EVENTS = 3000
+
+
+def _bench(tmp_path: Path, env: dict[str, str], *args: str) -> str:
+    report = tmp_path / "report.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "logflow", "bench", "--events", str(EVENTS), "--batch", "1000", "--repeat", "2",
+         "--work-dir", str(tmp_path / "work"), "--markdown", str(report), *args],
+        env=env, cwd=REPO, capture_output=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    return report.read_text()
+
+
+def _figure(report: str, measure: str) -> str:
+    found = re.search(rf"^\| {re.escape(measure)} \| ([^|]+) \|$", report, re.MULTILINE)
+    assert found is not None, f"no {measure!r} line in:\n{report}"
+    return found.group(1).strip()
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("LOGFLOW_") or k.startswith("LOGFLOW_TEST_")}
+
+
+def _bench_leftovers(queue_url: str, store_url: str) -> tuple[set[str], set[str]]:
+    """Topics and indices whose names a bench run gives them."""
+    servers, extra = parse_kafka_url(queue_url)
+    topics = AdminClient(KafkaOptions(servers, extra=extra).admin()).list_topics(timeout=10).topics
+    endpoint = parse_store_url(store_url)
+    answer = httpx.get(f"{endpoint.base_url}/_cat/indices/bench-*", params={"format": "json", "h": "index"},
+                       auth=endpoint.auth, timeout=30)
+    answer.raise_for_status()
+    return {t for t in topics if t.startswith("bench-")}, {row["index"] for row in answer.json()}
+
+
+def test_embedded_bench_reports_every_event_stored(tmp_path: Path) -> None:
+    report = _bench(tmp_path, _clean_env())
+    stored = int(_figure(report, "documents stored").replace(",", ""))
+    # The dataset, its 10 rare-term events, the warm-up event and the visibility probes.
+    assert EVENTS <= stored <= EVENTS + 100
+    assert _figure(report, "rejected / 503-507 retries") == "0 / 0"
+    assert "logflow bench --shape embedded --events 3000" in report
+
+
+@pytest.mark.distributed
+def test_distributed_bench_measures_the_ceiling_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    queue_url, store_url = require_engine("kafka"), require_engine("opensearch")
+    # Metadata and cache stay local (SQLite in the run's directory): the bench logs in as its own admin.
+    env = {**_clean_env(), "LOGFLOW_QUEUE_URL": queue_url, "LOGFLOW_STORE_URL": store_url}
+    before = _bench_leftovers(queue_url, store_url)
+    report = _bench(tmp_path, env, "--shape", "distributed")
+    assert EVENTS <= int(_figure(report, "documents stored").replace(",", "")) <= EVENTS + 100
+    ceiling = _figure(report, "OpenSearch `_bulk` ceiling, plain client, 2 connections")
+    assert re.fullmatch(r"[\d,]+ events/s → LogFlow reaches \d+ % of it", ceiling), ceiling
+    assert _bench_leftovers(queue_url, store_url) == before
