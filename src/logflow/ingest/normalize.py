@@ -122,9 +122,9 @@ def normalize_into(
     """Validate and normalize one item, then hand its fields, in LogEvent's order, to ``build``.
 
     ``build`` makes a LogEvent (``normalize``), or is ``encode_record`` for the ingest pipeline,
-    which needs only the queue's wire form. Runs once per ingested event, so the common shapes (string message,
-    ISO or epoch timestamp, a level as sent by most shippers, short string names) take the
-    shortest path.
+    which needs only the queue's wire form. Runs once per ingested event, so the common shapes
+    (string message, ISO or epoch timestamp, a level as sent by most shippers, short string
+    names) take the shortest path.
     """
     if not isinstance(item, dict):
         return ItemError(422, f"an event must be a JSON object, not {type(item).__name__}")

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from logflow.backends.queue.base import EventQueue, QueueRecord
+from logflow.backends.queue.base import EventQueue, QueueRecord, new_tuple
 from logflow.domain.events import encode_record
 from logflow.ingest.decode import DecodedItem
 from logflow.ingest.limits import IngestLimits
@@ -64,7 +64,7 @@ class IngestOutcome:
 
     @property
     def results(self) -> list[ItemResult]:
-        """One ItemResult per item, in order."""
+        """One ItemResult per item, in order (built on each access: read it once per answer)."""
         errors = self.errors
         out: list[ItemResult] = []
         for position, (item, event_id) in enumerate(zip(self.items, self.ids, strict=True)):
@@ -110,9 +110,6 @@ class IngestCounters:
     batches: int = 0
 
 
-_new_tuple = tuple.__new__
-
-
 class IngestPipeline:
     """Validate → normalize → durable queue. Thread-safe; one instance per process."""
 
@@ -145,8 +142,7 @@ class IngestPipeline:
                 ids.append(None)
             else:
                 ids.append(outcome[0])  # type: ignore[index]  # not an ItemError, see above
-                # tuple.__new__ is a NamedTuple's constructor without its Python-level __new__.
-                records.append(_new_tuple(QueueRecord, outcome[1:]))  # type: ignore[index]
+                records.append(new_tuple(QueueRecord, outcome[1:]))  # type: ignore[index]
         if records:
             self.queue.publish(records)
         with self._lock:

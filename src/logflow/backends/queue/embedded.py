@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from logflow.backends.errors import BackendUnavailable, QueueFull, StorageFull
-from logflow.backends.queue.base import ConsumedBatch, DeadLetter, PartitionLag, QueueRecord, QueueStats
+from logflow.backends.queue.base import ConsumedBatch, DeadLetter, PartitionLag, QueueRecord, QueueStats, new_tuple
 from logflow.backends.queue.segments import (
     DEFAULT_SEGMENT_BYTES,
     OffsetOutOfRange,
@@ -71,7 +71,7 @@ def decode_records(items: list[tuple[int, bytes]]) -> list[QueueRecord]:
     append = out.append
     for _, payload in items:
         end = 2 + (payload[0] | payload[1] << 8)
-        append(QueueRecord(payload[2:end], payload[end:]))
+        append(new_tuple(QueueRecord, (payload[2:end], payload[end:])))
     return out
 
 

@@ -319,11 +319,12 @@ def bulk_response(items: list[BulkItem], outcome: IngestOutcome | None, took_ms:
     """ES's bulk answer: ``took``, ``errors`` and one entry per action, in order."""
     out: list[dict[str, Any]] = []
     errors = False
+    results = outcome.results if outcome is not None else []
     for item in items:
         entry: dict[str, Any] = {"_index": item.index, "_id": item.es_id}
         error = item.error
         if error is None and item.decoded is not None and outcome is not None:
-            result = outcome.results[item.decoded.index]
+            result = results[item.decoded.index]
             if result.status == "accepted":
                 entry["_id"] = item.es_id if item.es_id is not None else result.id
                 entry.update({"_version": 1, "result": "created",

@@ -20,7 +20,7 @@ from array import array
 from collections.abc import Iterator, Sequence
 from itertools import accumulate, pairwise
 
-from logflow.backends.queue.base import QueueRecord
+from logflow.backends.queue.base import QueueRecord, new_tuple
 
 PACK_HEADER = "logflow-pack"
 PACK_VERSION = b"1"
@@ -77,4 +77,4 @@ def decode(key: bytes, data: bytes) -> list[QueueRecord]:
     ends = list(accumulate(lengths, initial=body))
     if ends[-1] != len(data):
         raise ValueError(f"pack lengths add up to {ends[-1]} bytes, the message has {len(data)}")
-    return [QueueRecord(key, data[start:end]) for start, end in pairwise(ends)]
+    return [new_tuple(QueueRecord, (key, data[start:end])) for start, end in pairwise(ends)]

@@ -125,6 +125,12 @@ def attr_term(key: str, text: str) -> str:
 
 _MS_PER_MINUTE = 60_000
 _minute_prefixes: dict[int, str] = {}
+# "SS." for every second of a minute and "mmmZ" for every millisecond of a second: two lookups
+# instead of formatting numbers (0.61 -> ~0.3 µs per stored event).
+_SECONDS = tuple(f"{second:02d}." for second in range(60))
+_MILLIS = tuple(f"{millis:03d}Z" for millis in range(1000))
+# Level.name goes through Enum's descriptor machinery; a dict lookup does not.
+_LEVEL_NAMES = {level: level.name for level in Level}
 
 
 def _iso_millis(ts_us: int) -> str:
@@ -142,7 +148,7 @@ def _iso_millis(ts_us: int) -> str:
             f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:"
         )
     second, millis = divmod(ms, 1000)
-    return f"{prefix}{second:02d}.{millis:03d}Z"
+    return prefix + _SECONDS[second] + _MILLIS[millis]
 
 
 def _attr_terms(attributes: dict[str, Any]) -> list[str]:
@@ -172,7 +178,7 @@ def document(ts_us: int, level: Level, service: str, body: dict[str, Any]) -> di
         "id": body["i"],
         "timestamp": _iso_millis(ts_us),
         "ts_us": ts_us,
-        "level": level.name,
+        "level": _LEVEL_NAMES[level],
         "level_num": int(level),
         "service": service,
         "message": body["m"],
