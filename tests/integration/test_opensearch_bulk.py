@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
+from logflow.backends.errors import BackendUnavailable
 from logflow.backends.store.opensearch import OpenSearchStore
 from logflow.backends.store.opensearch.client import parse_store_url
 from logflow.backends.store.opensearch.mapping import index_name
@@ -68,3 +72,68 @@ def test_events_the_engine_refuses_are_rejected_with_the_reason_and_the_rest_sto
     store.refresh()
     assert store.count(LogFilter()) == 301
     assert store.get("e299") == batch[-1]
+
+
+class _FailSecondBulk(BaseHTTPRequestHandler):
+    """A real HTTP hop in front of OpenSearch that answers the second ``_bulk`` request with 503."""
+
+    upstream = ""
+    bulks = 0
+    lock = threading.Lock()
+
+    def _forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.command == "POST" and self.path.startswith("/_bulk"):
+            with self.lock:
+                type(self).bulks += 1
+                failing = type(self).bulks == 2
+            if failing:
+                time.sleep(0.3)  # the first request is well under way meanwhile
+                self.send_response(503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+                return
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization")}
+        answer = httpx.request(self.command, self.upstream + self.path, content=body, headers=headers, timeout=60)
+        self.send_response(answer.status_code)
+        self.send_header("Content-Type", answer.headers.get("content-type", "application/json"))
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_failed_request_of_two_concurrent_ones_fails_the_write_and_a_retry_stores_each_event_once() -> None:
+    endpoint = parse_store_url(require_engine("opensearch"))
+    _FailSecondBulk.upstream = endpoint.base_url
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FailSecondBulk)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    prefix = f"lf-bulk-{uuid.uuid4().hex[:10]}"
+    direct = OpenSearchStore(require_engine("opensearch"), prefix=prefix)
+    through = OpenSearchStore(f"http://127.0.0.1:{server.server_address[1]}", prefix=prefix, bulk_concurrency=2)
+    batch = events(600)  # requests of ~300 events, two at a time
+    try:
+        with pytest.raises(BackendUnavailable, match="503"):
+            through.write(batch)
+        assert _FailSecondBulk.bulks >= 2
+        direct.refresh()
+        indexed = direct.count(LogFilter())
+        assert 0 < indexed < 600  # the other requests were indexed: the processor redelivers the batch
+        result = through.write(batch)  # the redelivery
+        assert (result.stored, result.duplicates, result.rejected) == (600 - indexed, indexed, [])
+        direct.refresh()
+        assert direct.count(LogFilter()) == 600
+        assert direct.get("e599") == batch[-1]
+    finally:
+        direct.drop_before(2**62)
+        httpx.delete(f"{endpoint.base_url}/_index_template/{prefix}-template", auth=endpoint.auth)
+        through.close()
+        direct.close()
+        server.shutdown()
+        server.server_close()
