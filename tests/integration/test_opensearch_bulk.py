@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from logflow.backends.errors import BackendUnavailable
 from logflow.backends.store.opensearch import OpenSearchStore
 from logflow.backends.store.opensearch.client import parse_store_url
-from logflow.backends.store.opensearch.mapping import index_name
+from logflow.backends.store.opensearch.mapping import index_name, template_name
 from logflow.domain.events import LogEvent
 from logflow.domain.levels import Level
 from logflow.domain.query import LogFilter
@@ -34,7 +35,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[OpenSearchStore]:
     finally:
         made.drop_before(2**62)
         endpoint = parse_store_url(require_engine("opensearch"))
-        httpx.delete(f"{endpoint.base_url}/_index_template/{made.prefix}-template", auth=endpoint.auth)
+        httpx.delete(f"{endpoint.base_url}/_index_template/{template_name(made.prefix)}", auth=endpoint.auth)
         made.close()
 
 
@@ -110,13 +111,17 @@ class _FailSecondBulk(BaseHTTPRequestHandler):
 
 
 def test_a_failed_request_of_two_concurrent_ones_fails_the_write_and_a_retry_stores_each_event_once() -> None:
-    endpoint = parse_store_url(require_engine("opensearch"))
-    _FailSecondBulk.upstream = endpoint.base_url
+    url = require_engine("opensearch")
+    endpoint = parse_store_url(url)
+    _FailSecondBulk.upstream, _FailSecondBulk.bulks = endpoint.base_url, 0
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FailSecondBulk)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     prefix = f"lf-bulk-{uuid.uuid4().hex[:10]}"
-    direct = OpenSearchStore(require_engine("opensearch"), prefix=prefix)
-    through = OpenSearchStore(f"http://127.0.0.1:{server.server_address[1]}", prefix=prefix, bulk_concurrency=2)
+    direct = OpenSearchStore(url, prefix=prefix)
+    # The hop speaks plain HTTP and passes the client's credentials (if the engine wants any) on.
+    userinfo = urlsplit(url).netloc.rpartition("@")[0]
+    through = OpenSearchStore(f"http://{userinfo + '@' if userinfo else ''}127.0.0.1:{server.server_address[1]}",
+                              prefix=prefix, bulk_concurrency=2)
     batch = events(600)  # requests of ~300 events, two at a time
     try:
         with pytest.raises(BackendUnavailable, match="503"):
@@ -132,7 +137,7 @@ def test_a_failed_request_of_two_concurrent_ones_fails_the_write_and_a_retry_sto
         assert direct.get("e599") == batch[-1]
     finally:
         direct.drop_before(2**62)
-        httpx.delete(f"{endpoint.base_url}/_index_template/{prefix}-template", auth=endpoint.auth)
+        httpx.delete(f"{endpoint.base_url}/_index_template/{template_name(prefix)}", auth=endpoint.auth)
         through.close()
         direct.close()
         server.shutdown()

@@ -139,3 +139,15 @@ def test_field_count_and_depth_limits() -> None:
     deep = {"message": "m", "a": {"b": {"c": {"d": 1}}}}
     assert "deeper than 3" in err(deep, limits).reason
     ok({"message": "m", "a": {"b": {"c": 1}}}, limits=limits)
+
+
+def test_an_event_shares_no_mutable_object_with_the_item_it_came_from() -> None:
+    metadata = {"user": "u1"}
+    flags = ["invalid_utf8"]
+    first = normalize({"message": "a", "metadata": metadata}, now_us=NOW, limits=LIMITS, flags=flags)
+    second = normalize({"message": "b", "metadata": metadata}, now_us=NOW, limits=LIMITS, flags=None)
+    assert isinstance(first, LogEvent) and isinstance(second, LogEvent)
+    first.attributes["user"] = "changed"
+    first.flags.append("more")
+    assert metadata == {"user": "u1"} and flags == ["invalid_utf8"]
+    assert second.attributes == {"user": "u1"} and second.flags == []

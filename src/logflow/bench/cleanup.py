@@ -14,11 +14,17 @@ from logflow.backends.store.opensearch.mapping import pattern, template_name
 
 
 def drop_indices(store_url: str, prefix: str) -> None:
-    """Delete the daily indices and the index template of ``prefix``."""
+    """Delete the daily indices and the index template of ``prefix`` (absent ones are fine).
+
+    Raises httpx.HTTPError when the engine cannot be reached or refuses.
+    """
     endpoint = parse_store_url(store_url)
     with httpx.Client(base_url=endpoint.base_url, auth=endpoint.auth, timeout=30) as client:
-        client.delete(f"/{pattern(prefix)}", params={"expand_wildcards": "all", "ignore_unavailable": "true"})
-        client.delete(f"/_index_template/{template_name(prefix)}")
+        client.delete(f"/{pattern(prefix)}",
+                      params={"expand_wildcards": "all", "ignore_unavailable": "true"}).raise_for_status()
+        answer = client.delete(f"/_index_template/{template_name(prefix)}")
+        if answer.status_code != 404:
+            answer.raise_for_status()
 
 
 def drop_kafka(queue_url: str, topics: list[str], groups: list[str], timeout_s: float = 30.0) -> None:

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from logflow import __version__
+from logflow.backends.errors import BackendError
 from logflow.bench.ceiling import bulk_ceiling
 from logflow.bench.cleanup import drop_indices, drop_kafka
 from logflow.bench.measure import (
@@ -149,12 +150,19 @@ def bench(events: int, batch: int, concurrency: int, repeat: int, shape: str, pr
 
 
 def _drop_run(deployment: Deployment) -> None:
-    """Delete a distributed run's topics, consumer group and indices from the user's engines."""
+    """Delete a distributed run's topics, consumer group and indices from the user's engines.
+
+    Runs after the run, also after a failed one; a cleanup that fails is reported, not raised,
+    so it neither hides the run's own error nor loses its report.
+    """
     if deployment.run_id is None:
         return
     name = deployment.run_id
-    drop_kafka(os.environ["LOGFLOW_QUEUE_URL"], [name, f"{name}-dlq"], [name])
-    drop_indices(os.environ["LOGFLOW_STORE_URL"], name)
+    try:
+        drop_kafka(os.environ["LOGFLOW_QUEUE_URL"], [name, f"{name}-dlq"], [name])
+        drop_indices(os.environ["LOGFLOW_STORE_URL"], name)
+    except (BackendError, httpx.HTTPError) as exc:
+        click.echo(f"warning: could not delete the run's topics and indices named {name}*: {exc}", err=True)
 
 
 def _table(latencies: list[Latency]) -> Table:

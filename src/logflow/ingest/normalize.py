@@ -105,15 +105,17 @@ def _shape_error(value: dict[str, Any], limits: IngestLimits) -> ItemError | Non
 def _log_event(event_id: str, timestamp: int, level: Level, service: str, message: str, host: str | None,
                trace_id: str | None, span_id: str | None, request_id: str | None, correlation_id: str | None,
                attributes: dict[str, Any], flags: Sequence[str]) -> LogEvent:
+    # Copies: an event from normalize() shares no mutable object with the caller's item (the
+    # pipeline's wire encoder needs no copy of a metadata object and gets none).
     return LogEvent(event_id, timestamp, level, service, message, host, trace_id, span_id, request_id,
-                    correlation_id, attributes, list(flags))
+                    correlation_id, dict(attributes), list(flags))
 
 
 def normalize(
-    item: object, *, now_us: int, limits: IngestLimits, flags: Sequence[str] = ()
+    item: object, *, now_us: int, limits: IngestLimits, flags: Sequence[str] | None = ()
 ) -> LogEvent | ItemError:
     """Validate and normalize one item into a LogEvent; never raises for bad input."""
-    return normalize_into(_log_event, item, now_us=now_us, limits=limits, flags=flags)
+    return normalize_into(_log_event, item, now_us=now_us, limits=limits, flags=flags or ())
 
 
 def normalize_into(
