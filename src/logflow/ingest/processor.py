@@ -87,10 +87,11 @@ class Processor:
         # Chosen once: how a batch is prepared, and how a prepared batch is written.
         self._prepare: Callable[[list[bytes]], PreparedBatch] = decode_payloads
         self._write: Callable[[PreparedBatch], WriteResult] = self._write_events
+        self.pipelined = self.overlapped = False
         if isinstance(store, PreparingStore):
             self._prepare, self._write = store.preparer(), store.write_prepared
-        self.pipelined = prepare_worker and isinstance(store, PreparingStore)
-        self.overlapped = self.pipelined and isinstance(store, PreparingStore) and store.concurrent_writes
+            self.pipelined = prepare_worker
+            self.overlapped = prepare_worker and store.concurrent_writes
 
     def _write_events(self, prepared: PreparedBatch) -> WriteResult:
         return self.store.write(prepared.data)
