@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 import pytest
 
 from logflow.backends.errors import BackendUnavailable
@@ -84,7 +86,7 @@ class _FailSecondBulk(BaseHTTPRequestHandler):
 
     def _forward(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.command == "POST" and self.path.startswith("/_bulk"):
+        if self.command == "POST" and urlsplit(self.path).path.endswith("/_bulk"):
             with self.lock:
                 type(self).bulks += 1
                 failing = type(self).bulks == 2
@@ -142,3 +144,153 @@ def test_a_failed_request_of_two_concurrent_ones_fails_the_write_and_a_retry_sto
         direct.close()
         server.shutdown()
         server.server_close()
+
+
+class _BulkHop(BaseHTTPRequestHandler):
+    """A real HTTP hop in front of OpenSearch whose ``answer`` may answer a ``_bulk`` request itself.
+
+    ``answer(path, body)`` returns (status, JSON body) to answer with, or None to pass the
+    request on unchanged. Every ``_bulk`` request's body is kept in ``bodies``.
+    """
+
+    upstream = ""
+    answer: Callable[[str, bytes], tuple[int, bytes] | None] = staticmethod(lambda path, body: None)
+    bodies: ClassVar[list[bytes]] = []
+    lock = threading.Lock()
+
+    def _forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        answered = None
+        if self.command == "POST" and urlsplit(self.path).path.endswith("/_bulk"):
+            with self.lock:
+                type(self).bodies.append(body)
+            answered = type(self).answer(self.path, body)
+        if answered is None:
+            answered = forward(self.command, self.path, body, self.headers.get("authorization"))
+        status, content = answered
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def forward(method: str, path: str, body: bytes, authorization: str | None = None) -> tuple[int, bytes]:
+    headers = {"content-type": "application/x-ndjson" if path.split("?")[0].endswith("/_bulk") else "application/json"}
+    if authorization:
+        headers["authorization"] = authorization
+    answer = httpx.request(method, _BulkHop.upstream + path, content=body, headers=headers, timeout=60)
+    return answer.status_code, answer.content
+
+
+@pytest.fixture
+def hop() -> Iterator[tuple[OpenSearchStore, OpenSearchStore]]:
+    """(a store writing through the hop, the same store written directly), on a fresh prefix."""
+    url = require_engine("opensearch")
+    endpoint = parse_store_url(url)
+    _BulkHop.upstream, _BulkHop.bodies = endpoint.base_url, []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BulkHop)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    prefix = f"lf-bulk-{uuid.uuid4().hex[:10]}"
+    direct = OpenSearchStore(url, prefix=prefix)
+    userinfo = urlsplit(url).netloc.rpartition("@")[0]
+    through = OpenSearchStore(f"http://{userinfo + '@' if userinfo else ''}127.0.0.1:{server.server_address[1]}",
+                              prefix=prefix, bulk_concurrency=2)
+    try:
+        yield through, direct
+    finally:
+        _BulkHop.answer = staticmethod(lambda path, body: None)
+        direct.drop_before(2**62)
+        httpx.delete(f"{endpoint.base_url}/_index_template/{template_name(prefix)}", auth=endpoint.auth)
+        through.close()
+        direct.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_items_refused_for_now_are_retried_until_stored_once(hop: tuple[OpenSearchStore, OpenSearchStore]) -> None:
+    through, direct = hop
+    calls = {"n": 0}
+
+    def every_other_item_429_the_first_time(path: str, body: bytes) -> tuple[int, bytes] | None:
+        with _BulkHop.lock:
+            calls["n"] += 1
+            if calls["n"] > 1:
+                return None
+        lines = body.splitlines(keepends=True)
+        pairs = [lines[i] + lines[i + 1] for i in range(0, len(lines), 2)]
+        # The engine indexes the even items; the odd ones are refused as a busy node refuses them.
+        status, content = forward("POST", path, b"".join(pairs[0::2]))
+        indexed = iter(orjson.loads(content)["items"])
+        busy = {"create": {"status": 429, "error": {"type": "es_rejected_execution_exception",
+                                                        "reason": "write queue full (test)"}}}
+        items = [next(indexed) if i % 2 == 0 else busy for i in range(len(pairs))]
+        return status, orjson.dumps({"errors": True, "items": items})
+
+    _BulkHop.answer = staticmethod(every_other_item_429_the_first_time)
+    batch = events(300)
+    result = through.write(batch)
+    assert (result.stored, result.duplicates, result.rejected) == (300, 0, [])
+    assert len(_BulkHop.bodies) >= 3  # the first request, then the retry of its refused half
+    direct.refresh()
+    assert direct.count(LogFilter()) == 300
+    assert direct.get("e1") == batch[1]
+
+
+def test_a_request_over_the_engine_limit_is_halved_and_an_event_too_large_refused(
+    hop: tuple[OpenSearchStore, OpenSearchStore],
+) -> None:
+    through, direct = hop
+    limit = 6_000  # as an engine with a small http.max_content_length answers
+
+    def too_large(path: str, body: bytes) -> tuple[int, bytes] | None:
+        if len(body) <= limit:
+            return None
+        return 413, orjson.dumps({"error": {"type": "content_too_long", "reason": "request body too large (test)"}})
+
+    _BulkHop.answer = staticmethod(too_large)
+    batch = events(120)
+    huge = LogEvent(id="huge", timestamp=BASE + 5, level=Level.ERROR, service="api", message="x" * (2 * limit))
+    batch.insert(60, huge)
+    result = through.write(batch)
+    assert (result.stored, result.duplicates) == (120, 0)
+    assert [r.event for r in result.rejected] == [huge]
+    assert "request body too large" in result.rejected[0].reason
+    # Every request the engine got was under the limit, and together they held each event once.
+    forwarded = [body for body in _BulkHop.bodies if len(body) <= limit]
+    assert sum(body.count(b'{"create":') for body in forwarded) == 120
+    direct.refresh()
+    assert direct.count(LogFilter()) == 120
+    assert direct.get("huge") is None
+
+
+def test_a_daily_index_the_cluster_will_not_create_on_the_fly_is_created_from_the_template() -> None:
+    url = require_engine("opensearch")
+    endpoint = parse_store_url(url)
+    prefix = f"lf-nocreate-{uuid.uuid4().hex[:10]}"
+    store = OpenSearchStore(url, prefix=prefix)
+
+    def auto_create(value: str | None) -> None:
+        httpx.put(f"{endpoint.base_url}/_cluster/settings", json={"persistent": {"action.auto_create_index": value}},
+                  auth=endpoint.auth).raise_for_status()
+
+    auto_create(f"-{prefix}-*,+*")  # only this test's indices; the cluster default for the rest
+    try:
+        batch = events(50)
+        result = store.write(batch)
+        assert (result.stored, result.duplicates, result.rejected) == (50, 0, [])
+        store.refresh()
+        assert store.count(LogFilter()) == 50
+        index = index_name(prefix, BASE // DAY)
+        mapping = httpx.get(f"{endpoint.base_url}/{index}/_mapping", auth=endpoint.auth).json()
+        assert next(iter(mapping.values()))["mappings"]["dynamic"] == "strict"  # the template applied
+    finally:
+        auto_create(None)
+        store.drop_before(2**62)
+        httpx.delete(f"{endpoint.base_url}/_index_template/{template_name(prefix)}", auth=endpoint.auth)
+        store.close()

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logflow.backends.store.opensearch.bulk import _Item
+from logflow.backends.store.base import PreparedBatch
+from logflow.backends.store.opensearch.bulk import _whole
 from logflow.backends.store.opensearch.mapping import _iso_millis as fast_iso_millis
 from logflow.backends.store.opensearch.mapping import index_name, to_document
 from logflow.backends.store.opensearch.prepare import prepare_payloads
@@ -28,13 +29,24 @@ def _iso_millis(ts_us: int) -> str:
 
 
 def bulk_lines(event: LogEvent) -> bytes:
-    """The lines BulkWriter.write sends for an event (the reference the fast path must equal)."""
-    action = {"create": {"_index": index_name(PREFIX, event.timestamp // DAY_US), "_id": event.id}}
-    return orjson.dumps(action) + b"\n" + orjson.dumps(to_document(event)) + b"\n"
+    """An event's lines in a request to its day's index (the reference the fast path must equal)."""
+    return orjson.dumps({"create": {"_id": event.id}}) + b"\n" + orjson.dumps(to_document(event)) + b"\n"
 
 
-def with_head(day: int, tail: bytes) -> bytes:
-    return b'{"create":{"_index":' + orjson.dumps(index_name(PREFIX, day)) + b"," + tail
+def by_day(events: list[LogEvent]) -> dict[int, list[bytes]]:
+    days: dict[int, list[bytes]] = {}
+    for event in events:
+        days.setdefault(event.timestamp // DAY_US, []).append(bulk_lines(event))
+    return days
+
+
+def prepared_by_day(prepared: PreparedBatch) -> dict[int, list[bytes]]:
+    """Each day block cut back into its events' lines at the offsets it gives."""
+    days: dict[int, list[bytes]] = {}
+    for day, block, ends in prepared.data:
+        assert day not in days and ends[-1] == len(block)
+        days[day] = [block[start:end] for start, end in zip([0, *ends], ends, strict=False)]
+    return days
 
 
 def test_prepared_lines_equal_encoded_events_byte_for_byte() -> None:
@@ -47,15 +59,16 @@ def test_prepared_lines_equal_encoded_events_byte_for_byte() -> None:
     ))
     prepared = prepare_payloads([e.to_wire() for e in events])
     assert prepared.undecodable == []
-    assert [with_head(day, tail) for day, tail in prepared.data] == [bulk_lines(e) for e in events]
-    assert [day for day, _ in prepared.data] == [e.timestamp // DAY_US for e in events]
+    assert len({e.timestamp // DAY_US for e in events}) > 1  # blocks of several days
+    # Same days in the order they first appear, each day's events in queue order.
+    assert list(prepared_by_day(prepared).items()) == list(by_day(events).items())
 
 
 def test_queue_format_1_payloads_prepare_like_format_2() -> None:
     event = LogEvent(id="x1", timestamp=BASE_US, level=Level.ERROR, service="api", message="disk full",
                      host="h", attributes={"path": "/var"})
     prepared = prepare_payloads([event.to_json(), event.to_wire()])
-    assert [with_head(day, tail) for day, tail in prepared.data] == [bulk_lines(event)] * 2
+    assert prepared_by_day(prepared) == {event.timestamp // DAY_US: [bulk_lines(event)] * 2}
 
 
 @given(st.integers(min_value=-62_135_596_800_000_000, max_value=253_402_300_799_999_999))  # years 1 to 9999
@@ -65,8 +78,8 @@ def test_minute_cached_timestamps_equal_the_datetime_ones(ts_us: int) -> None:
 
 def test_a_refused_item_gives_its_event_back_for_the_dead_letters() -> None:
     (event,) = loghub_events("Spark", 1)
-    ((day, tail),) = prepare_payloads([event.to_wire()]).data
-    assert _Item(index_name(PREFIX, day), with_head(day, tail)).event() == event
+    ((day, block, ends),) = prepare_payloads([event.to_wire()]).data
+    assert _whole(index_name(PREFIX, day), block, ends).event(0) == event
 
 
 @pytest.mark.parametrize(("payload", "reason"), DAMAGED_PAYLOADS)
@@ -76,4 +89,27 @@ def test_damaged_payloads_are_reported_and_the_rest_prepared(payload: bytes, rea
     assert [index for index, _ in prepared.undecodable] == [1]
     assert reason in prepared.undecodable[0][1]
     assert prepared.undecodable[0][1].startswith("undecodable queue payload")
-    assert [with_head(day, tail) for day, tail in prepared.data] == [bulk_lines(good)] * 2
+    assert prepared_by_day(prepared) == {BASE_US // DAY_US: [bulk_lines(good)] * 2}
+
+
+@given(st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=60),
+       st.integers(min_value=1, max_value=8), st.data())
+def test_a_block_splits_at_event_boundaries_into_balanced_requests(sizes: list[int], parts: int,
+                                                                   data: st.DataObject) -> None:
+    lines = [bytes([65 + i % 26]) * size for i, size in enumerate(sizes)]
+    block = b"".join(lines)
+    ends = [sum(sizes[: i + 1]) for i in range(len(sizes))]
+    first = data.draw(st.integers(min_value=0, max_value=len(sizes) - 1))
+    stop = data.draw(st.integers(min_value=first + 1, max_value=len(sizes)))
+    chunk = _whole("i", block, ends)
+    chunk.first, chunk.stop = first, stop
+    pieces = chunk.split(parts)
+    assert 1 <= len(pieces) <= min(parts, stop - first)
+    # Contiguous, none empty, and together exactly the chunk's events.
+    assert [p.first for p in pieces] == [first] + [p.stop for p in pieces[:-1]]
+    assert pieces[-1].stop == stop and all(len(p) >= 1 for p in pieces)
+    assert b"".join(p.body() for p in pieces) == chunk.body() == b"".join(lines[first:stop])
+    assert [p.lines(i) for p in pieces for i in range(p.first, p.stop)] == lines[first:stop]
+    # Each piece holds at most its share of the bytes plus one event.
+    share = -(-chunk.size // parts)
+    assert all(p.size <= share + max(sizes[first:stop]) for p in pieces)

@@ -117,6 +117,12 @@ def bench(events: int, batch: int, concurrency: int, repeat: int, shape: str, pr
         dataset = make_dataset(events, batch, lambda n: progress.advance(task, n))
     console.print(f"dataset: {events:,} events, {dataset.raw_bytes / 2**20:,.1f} MiB NDJSON "
                   f"({dataset.raw_bytes / events:.0f} B/event)")
+    # The ceiling is measured before and after LogFlow's run and the better one counts: one
+    # measurement of the engine alone varies by ±10 % (JIT, garbage collection, merges).
+    ceilings: list[float] = []
+    if shape == "distributed":
+        console.print("measuring the _bulk ceiling (1 of 2) ...")
+        ceilings.append(bulk_ceiling(os.environ["LOGFLOW_STORE_URL"], dataset.bodies)[0])
     deployment = _deploy(shape, processors, data_dir)
     try:
         deployment.wait_healthy()
@@ -132,14 +138,13 @@ def bench(events: int, batch: int, concurrency: int, repeat: int, shape: str, pr
     finally:
         deployment.stop()
         _drop_run(deployment)
-    ceiling = None
     if shape == "distributed":
-        console.print("measuring the _bulk ceiling ...")
-        ceiling = bulk_ceiling(os.environ["LOGFLOW_STORE_URL"], dataset.bodies)[0]
+        console.print("measuring the _bulk ceiling (2 of 2) ...")
+        ceilings.append(bulk_ceiling(os.environ["LOGFLOW_STORE_URL"], dataset.bodies)[0])
     store = status["store"]
     disk = int(store["bytes_on_disk"])
     report = _report(shape, processors, events, batch, concurrency, repeat, dataset.raw_bytes, result, latencies,
-                     disk, int(store["documents"]), rss, ceiling)
+                     disk, int(store["documents"]), rss, ceilings)
     console.print(_table(latencies))
     click.echo(report)
     if markdown is not None:
@@ -174,7 +179,7 @@ def _table(latencies: list[Latency]) -> Table:
 
 def _report(shape: str, processors: int, events: int, batch: int, concurrency: int, repeat: int, raw: int,
             result: object, latencies: list[Latency], disk: int, documents: int, rss: dict[str, int],
-            ceiling: float | None) -> str:
+            ceilings: list[float]) -> str:
     assert isinstance(result, IngestResult)
     mib = raw / 2**20
     command = (f"logflow bench --shape {shape} --events {events} --batch {batch} --concurrency {concurrency} "
@@ -193,9 +198,10 @@ def _report(shape: str, processors: int, events: int, batch: int, concurrency: i
         f"({result.searchable_s:,.1f} s for all) |",
         f"| rejected / 503-507 retries | {result.rejected} / {result.retries} |",
         *(
-            [f"| OpenSearch `_bulk` ceiling, plain client, 2 connections | {ceiling:,.0f} events/s → LogFlow "
-             f"reaches {100 * result.searchable_rate / ceiling:.0f} % of it |"]
-            if ceiling
+            [f"| OpenSearch `_bulk` ceiling, plain client, 2 connections | {max(ceilings):,.0f} events/s, the "
+             f"better of {ceilings[0]:,.0f} (before LogFlow's run) and {ceilings[1]:,.0f} (after) → LogFlow "
+             f"reaches {100 * result.searchable_rate / max(ceilings):.0f} % of it |"]
+            if ceilings
             else []
         ),
         f"| documents stored | {documents:,} |",

@@ -13,6 +13,9 @@ imports the parent's ``__main__``, so it works under any launcher. marshal, not 
 are the same interpreter, the data is plain values, and for a batch's 10,000 payloads and
 prepared rows it costs ~0.6 µs per event less than pickle (measured), which is ~1.5 % of all
 the CPU an event costs on its way in.
+
+A store whose writes wait on the network (OpenSearch) needs no helper: ``InlinePreparer``
+prepares in the processor's own thread while another thread waits for the engine.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import IO, Any, NoReturn
+from typing import IO, Any, NoReturn, Protocol
 
 from logflow.backends.errors import BackendUnavailable
 from logflow.backends.store.base import PreparedBatch
@@ -40,6 +43,58 @@ _LENGTH = struct.Struct("<Q")
 
 class PrepareFailed(RuntimeError):
     """The preparation itself raised: a bug, not a condition that retrying fixes."""
+
+
+class BatchPreparer(Protocol):
+    """Where the processor prepares its next batch: at most one batch in flight.
+
+    ``submit`` hands a batch over, ``result`` takes its prepared form (raising PrepareFailed if
+    the preparation raised), ``discard`` drops a batch in flight, ``close`` releases resources.
+    """
+
+    def submit(self, payloads: list[bytes]) -> None: ...
+
+    def result(self) -> PreparedBatch: ...
+
+    def discard(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class InlinePreparer:
+    """Prepares in the calling thread, at submit: for a store whose writes wait on the network.
+
+    The processor still prepares batch N+1 while batch N is written, because the write runs on
+    another thread and spends its time waiting for the engine with the GIL released. Measured
+    against the helper process on the OpenSearch path: 1.5 µs of CPU per event less (a batch no
+    longer crosses two pipes by marshal), with the same drain rate.
+    """
+
+    def __init__(self, prepare: Prepare) -> None:
+        self._prepare = prepare
+        self._ready: PreparedBatch | PrepareFailed | None = None
+
+    def submit(self, payloads: list[bytes]) -> None:
+        if self._ready is not None:
+            raise RuntimeError("InlinePreparer.submit: the previous batch was not taken")
+        try:
+            self._ready = self._prepare(payloads)
+        except Exception as exc:  # reported at result(), as the helper process reports it
+            self._ready = PrepareFailed(f"preparing a batch failed: {type(exc).__name__}: {exc}")
+
+    def result(self) -> PreparedBatch:
+        ready, self._ready = self._ready, None
+        if ready is None:
+            raise RuntimeError("InlinePreparer.result: nothing was submitted")
+        if isinstance(ready, PrepareFailed):
+            raise ready
+        return ready
+
+    def discard(self) -> None:
+        self._ready = None
+
+    def close(self) -> None:
+        self._ready = None
 
 
 def _send(stream: IO[bytes], value: Any) -> None:

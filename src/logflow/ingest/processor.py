@@ -23,7 +23,7 @@ from logflow.backends.errors import BackendError
 from logflow.backends.queue.base import ConsumedBatch, DeadLetter, EventQueue, QueueConsumer
 from logflow.backends.store.base import LogStore, PreparedBatch, PreparingStore, WriteResult
 from logflow.domain.events import LogEvent
-from logflow.ingest.prepare_worker import PrepareWorker
+from logflow.ingest.prepare_worker import BatchPreparer, InlinePreparer, PrepareWorker
 
 log = logging.getLogger("logflow.processor")
 
@@ -56,9 +56,11 @@ def decode_payloads(payloads: list[bytes]) -> PreparedBatch:
 class Processor:
     """Moves events from the queue to the store; run one per core or per Kafka partition group.
 
-    With ``prepare_worker`` and a store that prepares its writes, each batch is prepared in a
-    helper process while the previous one is written (see prepare_worker.py); if the store also
-    takes concurrent writes (OpenSearch), two batches may be writing at once, committed in order.
+    With a store that prepares its writes, each batch is prepared while the previous one is
+    written: in a helper process when the store asks for one and ``prepare_worker`` allows it
+    (the embedded store, see prepare_worker.py), else in this thread while other threads write
+    (OpenSearch: its writes wait on the network). A store that takes concurrent writes keeps two
+    batches writing at once, committed in order.
     """
 
     def __init__(
@@ -87,11 +89,13 @@ class Processor:
         # Chosen once: how a batch is prepared, and how a prepared batch is written.
         self._prepare: Callable[[list[bytes]], PreparedBatch] = decode_payloads
         self._write: Callable[[PreparedBatch], WriteResult] = self._write_events
-        self.pipelined = self.overlapped = False
+        self.pipelined = self.overlapped = self.helper = False
         if isinstance(store, PreparingStore):
             self._prepare, self._write = store.preparer(), store.write_prepared
-            self.pipelined = prepare_worker
-            self.overlapped = prepare_worker and store.concurrent_writes
+            self.helper = prepare_worker and store.prepare_in_helper
+            # Preparing in this thread overlaps only a write that runs on another thread.
+            self.overlapped = store.concurrent_writes and (self.helper or not store.prepare_in_helper)
+            self.pipelined = self.helper or self.overlapped
 
     def _write_events(self, prepared: PreparedBatch) -> WriteResult:
         return self.store.write(prepared.data)
@@ -122,7 +126,9 @@ class Processor:
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop`` is set; the in-flight batch is finished (or handed back) first."""
         consumer = self.queue.consumer(self.group)
-        worker = PrepareWorker(self._prepare) if self.pipelined else None
+        worker: BatchPreparer | None = None
+        if self.pipelined:
+            worker = PrepareWorker(self._prepare) if self.helper else InlinePreparer(self._prepare)
         try:
             if worker is None:
                 self._run_serial(consumer, stop)
@@ -147,8 +153,8 @@ class Processor:
             except BackendError as exc:
                 backoff = self._failed(consumer, exc, stop, backoff)
 
-    def _run_pipelined(self, consumer: QueueConsumer, worker: PrepareWorker, stop: threading.Event) -> None:
-        """Batch N is written while the helper prepares batch N+1; commits stay in queue order.
+    def _run_pipelined(self, consumer: QueueConsumer, worker: BatchPreparer, stop: threading.Event) -> None:
+        """Batch N is written while batch N+1 is prepared; commits stay in queue order.
 
         With an overlapped store, batch N+1's write starts while batch N's is still running, so
         the engine never waits for the processor between batches. On stop the batches being
@@ -156,7 +162,7 @@ class Processor:
         queue delivers it again).
         """
         backoff = 0.5
-        ahead: ConsumedBatch | None = None  # submitted to the helper, not yet written
+        ahead: ConsumedBatch | None = None  # submitted for preparing, not yet written
         writing: deque[_Writing] = deque()
         pool = ThreadPoolExecutor(2, "store-write") if self.overlapped else None
         try:
@@ -170,11 +176,13 @@ class Processor:
                         continue
                     prepared = worker.result()
                     current, ahead = ahead, None
-                    ahead = self._submit(consumer, worker, timeout_s=0.0)
                     if pool is None:
+                        ahead = self._submit(consumer, worker, timeout_s=0.0)  # prepared while this is stored
                         self._store(consumer, current, prepared)
                     else:
+                        # The write first: an inline preparer works in this thread, at submit.
                         writing.append((current, prepared, pool.submit(self._write, prepared)))
+                        ahead = self._submit(consumer, worker, timeout_s=0.0)
                         while len(writing) > 1 or (writing and writing[0][2].done()):
                             self._finish_oldest(consumer, writing)
                     backoff = 0.5
@@ -207,7 +215,7 @@ class Processor:
             with contextlib.suppress(BackendError):
                 write.result()
 
-    def _submit(self, consumer: QueueConsumer, worker: PrepareWorker, timeout_s: float) -> ConsumedBatch | None:
+    def _submit(self, consumer: QueueConsumer, worker: BatchPreparer, timeout_s: float) -> ConsumedBatch | None:
         batch = consumer.poll(self.batch_size, timeout_s=timeout_s)
         if batch is None or not batch.records:
             return None

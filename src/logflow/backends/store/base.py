@@ -152,14 +152,17 @@ class LogStore(Protocol):
 class PreparingStore(LogStore, Protocol):
     """A store whose CPU-bound share of a write is a pure function of the queue payloads.
 
-    The processor can then run ``preparer()`` for the next batch in a helper process while this
-    batch is written, so decoding, tokenizing and compressing overlap the database work.
-    ``write_prepared`` has the same guarantees as ``write``. With ``concurrent_writes`` it may
-    be called from several threads at once, and the processor keeps a second batch writing while
-    the first one finishes (an engine behind a network round trip); without, one at a time.
+    The processor then runs ``preparer()`` for the next batch while this batch is written, so
+    decoding and encoding overlap the database work. ``write_prepared`` has the same guarantees
+    as ``write``. With ``concurrent_writes`` it may be called from several threads at once, and
+    the processor keeps a second batch writing while the first one finishes (an engine behind a
+    network round trip); without, one at a time. ``prepare_in_helper`` says where preparing
+    overlaps the write: in a helper process when the write itself keeps this process's GIL busy
+    (an in-process database), in the processor's own thread when the write waits on a socket.
     """
 
     concurrent_writes: bool
+    prepare_in_helper: bool
 
     def preparer(self) -> Callable[[list[bytes]], PreparedBatch]:
         """A module-level function that prepares one batch: the helper imports it by name, so it

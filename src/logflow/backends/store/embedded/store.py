@@ -44,6 +44,7 @@ class EmbeddedStore:
 
     kind = "embedded"
     concurrent_writes = False  # one SQLite writer
+    prepare_in_helper = True  # sqlite3 takes the GIL back for every row: threads cannot overlap it
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory

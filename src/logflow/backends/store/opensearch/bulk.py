@@ -1,21 +1,26 @@
 """Idempotent bulk writes: ``create`` actions with ``_id`` = event id.
 
-A batch is split into up to ``concurrency`` requests sent at the same time: the engine runs one
-``_bulk`` request on one write thread per shard, so a single request at a time leaves the other
-cores of a one-shard index idle.
+A batch arrives as blocks of one day's event lines (see prepare.py) and is cut, at event
+boundaries, into about ``concurrency`` requests sent at the same time (more when a block is over
+``max_bytes``): the engine runs one ``_bulk`` request on one write thread per shard, so a single
+request at a time leaves the other cores of a one-shard index idle. Each request goes to its
+day's index, ``/<index>/_bulk``.
 
 Per item: 201 stored; 409 already there (a replay) -> duplicate; 429 or 5xx -> retried with
 exponential backoff for a bounded time, then BackendUnavailable so that the processor keeps the
 batch uncommitted; any other 4xx (mapping errors ...) -> Rejected, which goes to the dead letters.
-A whole request that fails (unreachable, 5xx) raises BackendUnavailable at once.
+A whole request that fails (unreachable, 5xx) raises BackendUnavailable at once. Single events
+are looked at only when the engine answered ``errors: true``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import accumulate, pairwise
 from typing import Any
 
 import orjson
@@ -26,27 +31,85 @@ from logflow.domain.events import LogEvent
 
 from .client import ApiError, RestClient, error_reason
 from .mapping import DAY_US, from_source, index_name, to_document
-from .prepare import Tail, tail_of
+from .prepare import DayBlock, day_blocks, event_lines
 
 # Bulk requests of a few MB are the engines' sweet spot; the default http.max_content_length
 # (100 MB) is far away.
 MAX_BULK_BYTES = 8 * 1024 * 1024
 # Only what classifying the items needs: the full bulk answer is several times the size.
 _FILTER = "errors,items.*.status,items.*.error.type,items.*.error.reason"
+# How an answer in which every item was created begins (filter_path keeps the engine's key order).
+_ALL_CREATED = b'{"errors":false,'
 
 
 @dataclass(slots=True)
-class _Item:
+class _Chunk:
+    """Events ``first`` to ``stop - 1`` of a block of one index's event lines."""
+
     index: str
-    lines: bytes  # action line + document line, newline-terminated
+    block: bytes
+    ends: list[int]  # the end offset of each event's lines in block
+    first: int
+    stop: int
 
-    def event(self) -> LogEvent:
+    def __len__(self) -> int:
+        return self.stop - self.first
+
+    @property
+    def size(self) -> int:
+        """The bytes of this chunk's lines."""
+        return self.ends[self.stop - 1] - self._start(self.first)
+
+    def _start(self, event: int) -> int:
+        return self.ends[event - 1] if event else 0
+
+    def body(self) -> bytes:
+        if self.first == 0 and self.stop == len(self.ends):
+            return self.block
+        return self.block[self._start(self.first) : self.ends[self.stop - 1]]
+
+    def lines(self, event: int) -> bytes:
+        """The action and document lines of one event (an index into the whole block)."""
+        return self.block[self._start(event) : self.ends[event]]
+
+    def event(self, event: int) -> LogEvent:
         """The event back from its document line (only refused events need it, for the dead letters)."""
-        return from_source(orjson.loads(self.lines[self.lines.index(b"\n") + 1 :]))
+        lines = self.lines(event)
+        return from_source(orjson.loads(lines[lines.index(b"\n") + 1 :]))
+
+    def split(self, parts: int) -> list[_Chunk]:
+        """About ``parts`` chunks of about equal size, cut at event boundaries (none empty)."""
+        if parts <= 1 or len(self) <= 1:
+            return [self]
+        base = self._start(self.first)
+        size = self.ends[self.stop - 1] - base
+        bounds = [self.first]
+        for part in range(1, parts):
+            # The first event whose lines end at or past this part's share ends the part.
+            cut = bisect_left(self.ends, base + size * part // parts, bounds[-1], self.stop - 1) + 1
+            if cut < self.stop and cut > bounds[-1]:
+                bounds.append(cut)
+        bounds.append(self.stop)
+        return [_Chunk(self.index, self.block, self.ends, a, b) for a, b in pairwise(bounds)]
+
+    def halves(self) -> tuple[_Chunk, _Chunk]:
+        """The first and second half of the events (at least two): whatever their sizes."""
+        middle = self.first + len(self) // 2
+        return (_Chunk(self.index, self.block, self.ends, self.first, middle),
+                _Chunk(self.index, self.block, self.ends, middle, self.stop))
 
 
-# A request's items and their answers (None: every one of them created).
-_Answered = tuple[list[_Item], list[dict[str, Any]] | None]
+def _whole(index: str, block: bytes, ends: list[int]) -> _Chunk:
+    return _Chunk(index, block, ends, 0, len(ends))
+
+
+def _joined(index: str, lines: list[bytes]) -> _Chunk:
+    """A chunk of single events' lines (the ones a write retries)."""
+    return _whole(index, b"".join(lines), list(accumulate(map(len, lines))))
+
+
+# A request's chunk and its items' answers (None: every one of them created).
+_Answered = tuple[_Chunk, list[dict[str, Any]] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,19 +119,6 @@ class RetryPolicy:
     budget_s: float = 30.0
     first_delay_s: float = 0.2
     max_delay_s: float = 5.0
-
-
-def _chunks(items: list[_Item], max_bytes: int) -> Iterator[list[_Item]]:
-    chunk: list[_Item] = []
-    size = 0
-    for item in items:
-        if chunk and size + len(item.lines) > max_bytes:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(item)
-        size += len(item.lines)
-    if chunk:
-        yield chunk
 
 
 class BulkWriter:
@@ -84,99 +134,110 @@ class BulkWriter:
         self._concurrency = max(1, concurrency)
         self._pool = ThreadPoolExecutor(self._concurrency, "bulk") if self._concurrency > 1 else None
         self._sleep = sleep
-        self._heads: dict[int, tuple[str, bytes]] = {}
+        self._indices: dict[int, str] = {}
 
     def write(self, events: Sequence[LogEvent]) -> WriteResult:
         """Store ``events`` in bulk requests of at most ``max_bytes``; see the module docstring."""
-        return self.write_tails([(event.timestamp // DAY_US, tail_of(to_document(event))) for event in events])
+        days: dict[int, list[bytes]] = {}
+        for event in events:
+            days.setdefault(event.timestamp // DAY_US, []).append(event_lines(to_document(event)))
+        return self.write_blocks(day_blocks(days))
 
-    def write_tails(self, tails: Sequence[Tail]) -> WriteResult:
-        """Store (day, tail) pairs as ``prepare.prepare_payloads`` makes them; same guarantees as ``write``."""
-        heads = self._heads
-        todo = []
-        for day, tail in tails:
-            head = heads.get(day)
-            if head is None:
-                index = index_name(self._prefix, day)
-                head = heads[day] = (index, b'{"create":{"_index":' + orjson.dumps(index) + b",")
-            todo.append(_Item(head[0], head[1] + tail))
-        return self._write(todo)
+    def write_blocks(self, blocks: Sequence[DayBlock]) -> WriteResult:
+        """Store day blocks as ``prepare.prepare_payloads`` makes them; same guarantees as ``write``."""
+        return self._write([_whole(self._index(day), block, ends) for day, block, ends in blocks])
+
+    def _index(self, day: int) -> str:
+        index = self._indices.get(day)
+        if index is None:
+            index = self._indices[day] = index_name(self._prefix, day)
+        return index
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
-    def _write(self, todo: list[_Item]) -> WriteResult:
+    def _write(self, todo: list[_Chunk]) -> WriteResult:
         result = WriteResult()
-        total = len(todo)
+        total = sum(len(chunk) for chunk in todo)
         deadline = time.monotonic() + self._policy.budget_s
         delay = self._policy.first_delay_s
         while todo:
-            retry: list[_Item] = []
+            retry: dict[str, list[bytes]] = {}
             last_reason = ""
             missing: set[str] = set()
             for chunk, answers in self._send_all(todo):
                 if answers is None:
                     result.stored += len(chunk)
                     continue
-                for item, answer in zip(chunk, answers, strict=True):
+                for event, answer in zip(range(chunk.first, chunk.stop), answers, strict=True):
                     status = int(answer.get("status", 0))
                     if status in (200, 201):
                         result.stored += 1
                     elif status == 409:
                         result.duplicates += 1
                     elif status == 429 or status >= 500 or _index_missing(answer):
-                        retry.append(item)
+                        retry.setdefault(chunk.index, []).append(chunk.lines(event))
                         last_reason = f"{status} {error_reason(answer)}"
                         if _index_missing(answer):
-                            missing.add(item.index)
+                            missing.add(chunk.index)
                     else:
                         reason = f"store refused the event: {error_reason(answer)}"
-                        result.rejected.append(Rejected(item.event(), reason))
+                        result.rejected.append(Rejected(chunk.event(event), reason))
             for index in sorted(missing):
                 self._create_index(index)
-            if retry and time.monotonic() + delay > deadline:
+            waiting = sum(len(lines) for lines in retry.values())
+            if waiting and time.monotonic() + delay > deadline:
                 # Whatever was stored is safe: the processor's replay counts it as duplicates.
                 raise BackendUnavailable(
-                    f"{len(retry)} of {total} events still refused after {self._policy.budget_s:g}s "
+                    f"{waiting} of {total} events still refused after {self._policy.budget_s:g}s "
                     f"of retries (last: {last_reason})"
                 )
-            if retry:
+            if waiting:
                 self._sleep(delay)
                 delay = min(delay * 2, self._policy.max_delay_s)
-            todo = retry
+            todo = [_joined(index, lines) for index, lines in retry.items()]
         return result
 
-    def _send_all(self, todo: list[_Item]) -> list[_Answered]:
-        """Every item with its answer: requests of at most max_bytes, up to ``concurrency`` at once."""
-        size = sum(len(item.lines) for item in todo)
-        target = min(self._max_bytes, -(-size // self._concurrency))
-        chunks = list(_chunks(todo, target))
+    def _send_all(self, todo: list[_Chunk]) -> list[_Answered]:
+        """Every chunk with its answers: requests of about max_bytes or less, up to ``concurrency`` at once."""
+        total = sum(chunk.size for chunk in todo)
+        chunks: list[_Chunk] = []
+        for chunk in todo:
+            # Its share of the concurrent requests, and no request over max_bytes (but by one event).
+            share = -(-self._concurrency * chunk.size // total)
+            chunks += chunk.split(max(share, -(-chunk.size // self._max_bytes)))
         if self._pool is None or len(chunks) == 1:
             return [answered for chunk in chunks for answered in self._send(chunk)]
         return [answered for part in self._pool.map(self._send, chunks) for answered in part]
 
-    def _send(self, chunk: list[_Item]) -> list[_Answered]:
+    def _send(self, chunk: _Chunk) -> list[_Answered]:
         """One _bulk request: the chunk with its items' answers (None when every item was created).
 
         A cluster whose http.max_content_length is below our chunk size answers 413: the chunk is
         halved until it passes; one event that is still too large is refused for good.
         """
-        body = b"".join(item.lines for item in chunk)
         try:
-            answer = self._client.request("POST", "/_bulk", ndjson=body, params={"filter_path": _FILTER})
+            raw: bytes = self._client.request("POST", f"/{chunk.index}/_bulk", ndjson=chunk.body(),
+                                              params={"filter_path": _FILTER}, decode=False)
         except ApiError as exc:
             if exc.status != 413:
                 raise
             if len(chunk) == 1:
                 return [(chunk, [{"status": 413, "error": {"type": "too_large", "reason": exc.reason}}])]
-            half = len(chunk) // 2
-            return self._send(chunk[:half]) + self._send(chunk[half:])
+            return [answered for half in chunk.halves() for answered in self._send(half)]
+        # The usual answer, every item created, is read without decoding its thousands of items.
+        if raw.startswith(_ALL_CREATED) and raw.count(b'"status":') == len(chunk):
+            return [(chunk, None)]
+        try:
+            answer = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            answer = raw[:300]
         items = answer.get("items") if isinstance(answer, dict) else None
         if not isinstance(items, list) or len(items) != len(chunk):
             raise BackendUnavailable(f"unexpected _bulk answer: {str(answer)[:300]}")
         if answer.get("errors") is False:
-            return [(chunk, None)]  # the usual case: no item needs a look
+            return [(chunk, None)]
         # Each item is {"create": {...}}: the action name wraps the answer.
         return [(chunk, [next(iter(item.values())) if isinstance(item, dict) and item else {} for item in items])]
 

@@ -94,8 +94,9 @@ class RestClient:
         ndjson: bytes | None = None,
         allow: tuple[int, ...] = (),
         timeout_s: float | None = None,
+        decode: bool = True,
     ) -> Any:
-        """Send one request and return the decoded JSON answer.
+        """Send one request and return the decoded JSON answer (its bytes with ``decode=False``).
 
         ``allow`` lists error statuses the caller handles itself (their body is returned).
         """
@@ -113,6 +114,8 @@ class RestClient:
             reason = f"{type(exc).__name__}: {exc}"
             raise BackendUnavailable(f"{self.endpoint.display} unreachable: {reason}") from exc
         status = response.status_code
+        if not decode and (status < 300 or status in allow):
+            return response.content
         try:
             data: Any = orjson.loads(response.content) if response.content else {}
         except orjson.JSONDecodeError:

@@ -1,18 +1,21 @@
-"""The CPU-bound half of an OpenSearch write, as a pure function another process can run.
+"""The CPU-bound half of an OpenSearch write, as a pure function of the queue payloads.
 
 Turning queue payloads into ``_bulk`` lines (decode, build the document, encode it) needs nothing
-from the cluster, so the processor runs ``prepare_payloads`` for the next batch in a helper
-process while the current batch is being indexed (see ingest/processor.py). Straight from the
-queue's wire form, without LogEvent objects: the queue body is what ``mapping.document`` takes,
-so the lines are byte for byte what ``to_document`` gives (tests/unit/test_opensearch_prepare.py).
+from the cluster, so the processor runs ``prepare_payloads`` for the next batch while the current
+one is being indexed (see ingest/processor.py). Straight from the queue's wire form, without
+LogEvent objects: the queue body is what ``mapping.document`` takes, so the lines are byte for
+byte what ``to_document`` gives (tests/unit/test_opensearch_prepare.py).
 
-The index prefix is the store's setting and the helper knows no settings: each event comes back
-as (UTC day, the rest of its action line and its document line), and the writer puts the
-``{"create":{"_index":"<prefix>-<day>",`` head in front.
+Each event becomes two lines, ``{"create":{"_id":…}}`` and its document, with no index name: the
+writer posts a day's lines to ``/<prefix>-<day>/_bulk`` (the index prefix is the store's setting,
+and a preparer knows no settings). The lines of one UTC day are joined into one block, with the
+end offset of each event's lines, so the writer cuts requests at event boundaries and looks at
+single events only when the engine refused some (see bulk.py).
 """
 
 from __future__ import annotations
 
+from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -22,23 +25,35 @@ from logflow.domain.events import WIRE_ERRORS, read_wire
 
 from .mapping import DAY_US, document
 
-# (UTC day number, b'"_id":"…"}}\n{document}\n'). A plain tuple: it crosses from the helper by marshal.
-Tail = tuple[int, bytes]
+# (UTC day number, the lines of that day's events joined, the end offset of each event's lines).
+# Plain values: they may cross from a helper process by marshal.
+DayBlock = tuple[int, bytes, list[int]]
 
 
-def tail_of(doc: dict[str, Any]) -> bytes:
-    """The rest of a document's action line after the index name, and the document line."""
-    return b'"_id":' + orjson.dumps(doc["id"]) + b"}}\n" + orjson.dumps(doc) + b"\n"
+def event_lines(doc: dict[str, Any]) -> bytes:
+    """An event's action line (without an index) and document line, newline-terminated."""
+    return b'{"create":{"_id":' + orjson.dumps(doc["id"]) + b"}}\n" + orjson.dumps(doc) + b"\n"
+
+
+def day_blocks(days: dict[int, list[bytes]]) -> list[DayBlock]:
+    """Each day's event lines as one block with the end offset of every event in it."""
+    return [(day, b"".join(lines), list(accumulate(map(len, lines)))) for day, lines in days.items()]
 
 
 def prepare_payloads(payloads: list[bytes]) -> PreparedBatch:
-    """Queue payloads → (undecodable, [(day, action tail + document line)]) in payload order."""
-    tails: list[Tail] = []
+    """Queue payloads → (undecodable, [DayBlock]); events keep their queue order within a day."""
+    days: dict[int, list[bytes]] = {}
     undecodable: list[tuple[int, str]] = []
     for index, payload in enumerate(payloads):
         try:
             ts, level, service, body, _ = read_wire(payload)
-            tails.append((ts // DAY_US, tail_of(document(ts, level, service, body))))
+            lines = event_lines(document(ts, level, service, body))
         except WIRE_ERRORS as exc:
             undecodable.append((index, f"undecodable queue payload: {exc}"))
-    return PreparedBatch(undecodable=undecodable, data=tails)
+            continue
+        day = ts // DAY_US
+        group = days.get(day)
+        if group is None:
+            group = days[day] = []
+        group.append(lines)
+    return PreparedBatch(undecodable=undecodable, data=day_blocks(days))

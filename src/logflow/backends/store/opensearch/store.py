@@ -64,6 +64,7 @@ class OpenSearchStore:
     # Bulk writes are network round trips: while one batch's last request finishes, the next
     # batch's requests keep the engine's write threads busy.
     concurrent_writes = True
+    prepare_in_helper = False  # a write waits on the socket with the GIL released
 
     def __init__(self, url: str, *, prefix: str = "logflow", shards: int = 1, replicas: int = 0,
                  retry: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None,
@@ -111,7 +112,7 @@ class OpenSearchStore:
         if not batch.data:
             return WriteResult()
         self.ensure_template()
-        return self._bulk.write_tails(batch.data)
+        return self._bulk.write_blocks(batch.data)
 
     # -- reads ----------------------------------------------------------------------------
     def _read(self, indices: str, body: dict[str, Any]) -> dict[str, Any]:
