@@ -93,9 +93,10 @@ class Settings(BaseSettings):
     # (1 M events through the bench: 48.3 k -> 53.8 k events/s searchable against 5,000).
     processor_batch: int = Field(10_000, ge=1, le=100_000)
     processor_group: str = "logflow-processors"
-    # Prepare the next batch (decode; tokenize and compress for the embedded store; build _bulk
-    # lines for OpenSearch) in a helper process while the current one is written (see
-    # ingest/prepare_worker.py). Off: everything in the processor.
+    # The embedded store: prepare the next batch (decode, tokenize, compress) in a helper process
+    # while the current one is written (see ingest/prepare_worker.py). Off: everything in the
+    # processor, one batch at a time. OpenSearch needs no helper: the processor builds the next
+    # batch's _bulk lines in its own thread while other threads wait for the engine.
     processor_prepare_worker: bool = True
 
     # --- alerting ---

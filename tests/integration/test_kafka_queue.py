@@ -401,16 +401,19 @@ class FlakyOpenSearch(OpenSearchStore):
 
 
 @distributed
+@pytest.mark.parametrize("prepare_worker", [True, False], ids=["helper-allowed", "helper-off"])
 @pytest.mark.parametrize("fail_older", [True, False], ids=["older-write-fails", "newer-write-fails"])
 def test_overlapped_writes_commit_in_order_and_store_everything_once_through_a_failure(
-    make_queue: MakeQueue, fail_older: bool
+    make_queue: MakeQueue, fail_older: bool, prepare_worker: bool
 ) -> None:
     queue = make_queue(partitions=2)
     store = FlakyOpenSearch(fail_older=fail_older)
     events = [event for system in ("Apache", "HDFS", "Linux", "Spark") for event in loghub_events(system, limit=500)]
     assert IngestPipeline(queue, IngestLimits()).submit_values(events).accepted == 2000
-    processor = Processor(queue, store, group="processors", batch_size=250, prepare_worker=True)
-    assert processor.overlapped
+    processor = Processor(queue, store, group="processors", batch_size=250, prepare_worker=prepare_worker)
+    # OpenSearch's writes wait on the network: the processor prepares in its own thread, never
+    # in a helper process, whatever the setting, and overlaps two writes.
+    assert processor.overlapped and processor.pipelined and not processor.helper
     run_until_drained(queue, [processor])
     try:
         assert sum(p.lag for p in queue.stats("processors").partitions) == 0

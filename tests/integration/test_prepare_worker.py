@@ -23,7 +23,7 @@ from logflow.domain.events import LogEvent
 from logflow.domain.ids import new_ulid
 from logflow.domain.levels import Level
 from logflow.domain.query import LogFilter
-from logflow.ingest.prepare_worker import PrepareFailed, PrepareWorker
+from logflow.ingest.prepare_worker import InlinePreparer, PrepareFailed, PrepareWorker
 from logflow.ingest.processor import Processor
 from logflow.runtime import Runtime
 from logflow.settings import Settings
@@ -88,6 +88,22 @@ def test_helper_reports_a_failing_preparation_and_keeps_serving() -> None:
         helper.close()
 
 
+def test_preparing_inline_reports_a_failure_at_result_like_the_helper() -> None:
+    inline = InlinePreparer(explode)
+    inline.submit([b"a", b"b"])  # the failure waits for result(), where the processor takes it
+    with pytest.raises(PrepareFailed, match="ZeroDivisionError: cannot prepare 2 payloads"):
+        inline.result()
+    with pytest.raises(RuntimeError, match="nothing was submitted"):
+        inline.result()
+    working = InlinePreparer(prepare_payloads)
+    payloads = [e.to_wire() for e in loghub_wire("Spark", 300)] + [b"{not json"]
+    working.submit(payloads)
+    with pytest.raises(RuntimeError, match="not taken"):
+        working.submit(payloads)
+    assert working.result() == prepare_payloads(payloads)
+    assert helper_pids() == []  # no process of its own
+
+
 def test_a_killed_helper_is_reported_and_replaced(worker: PrepareWorker) -> None:
     worker.submit([])
     worker.result()
@@ -107,6 +123,7 @@ def run_processor(runtime: Runtime, stop: threading.Event) -> tuple[Processor, t
     settings = runtime.settings
     processor = Processor(runtime.queue, runtime.store, group=settings.processor_group, batch_size=500,
                           prepare_worker=True)
+    assert processor.helper  # the embedded store prepares in a helper process
     thread = threading.Thread(target=processor.run, args=(stop,), daemon=True)
     thread.start()
     return processor, thread
