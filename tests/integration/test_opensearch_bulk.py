@@ -294,3 +294,42 @@ def test_a_daily_index_the_cluster_will_not_create_on_the_fly_is_created_from_th
         store.drop_before(2**62)
         httpx.delete(f"{endpoint.base_url}/_index_template/{template_name(prefix)}", auth=endpoint.auth)
         store.close()
+
+
+def test_a_batch_over_many_days_goes_out_in_few_requests_each_event_to_its_day(
+    hop: tuple[OpenSearchStore, OpenSearchStore],
+) -> None:
+    through, direct = hop
+    refusals = {"left": 2}
+
+    def odd_items_429_twice(path: str, body: bytes) -> tuple[int, bytes] | None:
+        with _BulkHop.lock:
+            if refusals["left"] == 0:
+                return None
+            refusals["left"] -= 1
+        lines = body.splitlines(keepends=True)
+        pairs = [lines[i] + lines[i + 1] for i in range(0, len(lines), 2)]
+        status, content = forward("POST", path, b"".join(pairs[0::2]))
+        indexed = iter(orjson.loads(content)["items"])
+        busy = {"create": {"status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "busy"}}}
+        return status, orjson.dumps({"errors": True, "items": [next(indexed) if i % 2 == 0 else busy
+                                                                for i in range(len(pairs))]})
+
+    _BulkHop.answer = staticmethod(odd_items_429_twice)
+    # A backfill: 20 days of 10 events, more days than the 2 concurrent requests.
+    batch = [LogEvent(id=f"d{day}-{i}", timestamp=BASE - day * DAY + i, level=Level.INFO, service="api",
+                      message=f"day {day} event {i}") for day in range(20) for i in range(10)]
+    result = through.write(batch)
+    assert (result.stored, result.duplicates, result.rejected) == (200, 0, [])
+    # Not one request per day: the days share requests (their action lines name the index), and
+    # the refused events, retried twice, share theirs too.
+    assert 2 <= len(_BulkHop.bodies) <= 6, len(_BulkHop.bodies)  # two rounds of retries included
+    actions = [line for body in _BulkHop.bodies for line in body.splitlines()[0::2]]
+    assert all(line.count(b'"_index"') == 1 for line in actions)  # named once, retried lines too
+    direct.refresh()
+    endpoint = parse_store_url(require_engine("opensearch"))
+    for day in range(20):
+        index = index_name(direct.prefix, (BASE - day * DAY) // DAY)
+        answer = httpx.get(f"{endpoint.base_url}/{index}/_count", auth=endpoint.auth).json()
+        assert answer["count"] == 10, (day, answer)
+    assert direct.get("d19-9") == batch[-1]

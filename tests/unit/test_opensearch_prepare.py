@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from logflow.backends.store.base import PreparedBatch
 from logflow.backends.store.opensearch.bulk import _whole
 from logflow.backends.store.opensearch.mapping import _iso_millis as fast_iso_millis
-from logflow.backends.store.opensearch.mapping import index_name, to_document
+from logflow.backends.store.opensearch.mapping import check_prefix, index_name, to_document
 from logflow.backends.store.opensearch.prepare import prepare_payloads
 from logflow.domain.events import LogEvent
 from logflow.domain.levels import Level
@@ -113,3 +113,16 @@ def test_a_block_splits_at_event_boundaries_into_balanced_requests(sizes: list[i
     # Each piece holds at most its share of the bytes plus one event.
     share = -(-chunk.size // parts)
     assert all(p.size <= share + max(sizes[first:stop]) for p in pieces)
+
+
+@pytest.mark.parametrize("prefix", ["logflow", "logs.eu-1", "a_b", "x" * 200])
+def test_index_prefixes_that_start_an_index_name_are_kept(prefix: str) -> None:
+    assert check_prefix(prefix) == prefix
+
+
+@pytest.mark.parametrize("prefix", ["", "Logs", "-logs", "_logs", "+logs", ".logs", "lo gs", "lo/gs", "lo:gs",
+                                    "lo%61gs", "x" * 201])
+def test_index_prefixes_the_engine_or_a_url_path_would_misread_are_refused(prefix: str) -> None:
+    # "%" is valid in an index name, but the name travels in URL paths, where "%61" reads as "a".
+    with pytest.raises(ValueError, match="cannot start an index name"):
+        check_prefix(prefix)

@@ -80,7 +80,9 @@ class InlinePreparer:
         try:
             self._ready = self._prepare(payloads)
         except Exception as exc:  # reported at result(), as the helper process reports it
-            self._ready = PrepareFailed(f"preparing a batch failed: {type(exc).__name__}: {exc}")
+            failed = PrepareFailed(f"preparing a batch failed: {type(exc).__name__}: {exc}")
+            failed.__cause__ = exc  # in-process, unlike the helper, the traceback can come along
+            self._ready = failed
 
     def result(self) -> PreparedBatch:
         ready, self._ready = self._ready, None

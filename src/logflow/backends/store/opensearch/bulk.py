@@ -44,13 +44,21 @@ _ALL_CREATED = b'{"errors":false,'
 
 @dataclass(slots=True)
 class _Chunk:
-    """Events ``first`` to ``stop - 1`` of a block of one index's event lines."""
+    """Events ``first`` to ``stop - 1`` of a block of event lines.
+
+    The block's events belong to ``index``, posted to ``/<index>/_bulk``; or, when ``indices``
+    is set, each event to its own index, named in its action line, posted to ``/_bulk``.
+    """
 
     index: str
     block: bytes
     ends: list[int]  # the end offset of each event's lines in block
     first: int
     stop: int
+    indices: list[str] | None = None
+
+    def index_of(self, event: int) -> str:
+        return self.index if self.indices is None else self.indices[event]
 
     def __len__(self) -> int:
         return self.stop - self.first
@@ -90,13 +98,15 @@ class _Chunk:
             if cut < self.stop and cut > bounds[-1]:
                 bounds.append(cut)
         bounds.append(self.stop)
-        return [_Chunk(self.index, self.block, self.ends, a, b) for a, b in pairwise(bounds)]
+        return [self._part(a, b) for a, b in pairwise(bounds)]
 
     def halves(self) -> tuple[_Chunk, _Chunk]:
         """The first and second half of the events (at least two): whatever their sizes."""
         middle = self.first + len(self) // 2
-        return (_Chunk(self.index, self.block, self.ends, self.first, middle),
-                _Chunk(self.index, self.block, self.ends, middle, self.stop))
+        return self._part(self.first, middle), self._part(middle, self.stop)
+
+    def _part(self, first: int, stop: int) -> _Chunk:
+        return _Chunk(self.index, self.block, self.ends, first, stop, self.indices)
 
 
 def _whole(index: str, block: bytes, ends: list[int]) -> _Chunk:
@@ -106,6 +116,33 @@ def _whole(index: str, block: bytes, ends: list[int]) -> _Chunk:
 def _joined(index: str, lines: list[bytes]) -> _Chunk:
     """A chunk of single events' lines (the ones a write retries)."""
     return _whole(index, b"".join(lines), list(accumulate(map(len, lines))))
+
+
+_ACTION = b'{"create":{"_id":'
+
+
+def _merged(chunks: list[_Chunk]) -> _Chunk:
+    """The events of several indices' chunks as one chunk whose action lines name their index.
+
+    For a batch that spans more days than there are concurrent requests (a backfill): without
+    it, each day would be a request of its own, however few events it has. Event by event, as
+    this is the rare path: a line that names its index already (a retried one) is kept as it is.
+    """
+    parts: list[bytes] = []
+    ends: list[int] = []
+    indices: list[str] = []
+    offset = 0
+    for chunk in chunks:
+        head = b'{"create":{"_index":' + orjson.dumps(chunk.index) + b',"_id":'
+        for event in range(chunk.first, chunk.stop):
+            lines = chunk.lines(event)
+            if lines.startswith(_ACTION):
+                lines = head + lines[len(_ACTION) :]
+            parts.append(lines)
+            offset += len(lines)
+            ends.append(offset)
+            indices.append(chunk.index)
+    return _Chunk("", b"".join(parts), ends, 0, len(ends), indices)
 
 
 # A request's chunk and its items' answers (None: every one of them created).
@@ -177,10 +214,11 @@ class BulkWriter:
                     elif status == 409:
                         result.duplicates += 1
                     elif status == 429 or status >= 500 or _index_missing(answer):
-                        retry.setdefault(chunk.index, []).append(chunk.lines(event))
+                        # Retried by index, to /<index>/_bulk (an action line naming it still may).
+                        retry.setdefault(chunk.index_of(event), []).append(chunk.lines(event))
                         last_reason = f"{status} {error_reason(answer)}"
                         if _index_missing(answer):
-                            missing.add(chunk.index)
+                            missing.add(chunk.index_of(event))
                     else:
                         reason = f"store refused the event: {error_reason(answer)}"
                         result.rejected.append(Rejected(chunk.event(event), reason))
@@ -201,6 +239,8 @@ class BulkWriter:
 
     def _send_all(self, todo: list[_Chunk]) -> list[_Answered]:
         """Every chunk with its answers: requests of about max_bytes or less, up to ``concurrency`` at once."""
+        if len(todo) > self._concurrency:
+            todo = [_merged(todo)]
         total = sum(chunk.size for chunk in todo)
         chunks: list[_Chunk] = []
         for chunk in todo:
@@ -218,8 +258,9 @@ class BulkWriter:
         halved until it passes; one event that is still too large is refused for good.
         """
         try:
-            raw: bytes = self._client.request("POST", f"/{chunk.index}/_bulk", ndjson=chunk.body(),
-                                              params={"filter_path": _FILTER}, decode=False)
+            path = "/_bulk" if chunk.indices is not None else f"/{chunk.index}/_bulk"
+            raw: bytes = self._client.request("POST", path, ndjson=chunk.body(), params={"filter_path": _FILTER},
+                                              decode=False)
         except ApiError as exc:
             if exc.status != 413:
                 raise

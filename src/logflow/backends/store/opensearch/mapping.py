@@ -24,8 +24,9 @@ MESSAGE_RAW_MAX = 2048  # longer messages are not counted by top_messages (keywo
 ATTR_KV_MAX = 8191
 SCHEMA_VERSION = 1
 
-# Index names must be lower case and free of these (plus no leading -, _ or +).
-_BAD_PREFIX = re.compile(r'[A-Z\\/*?"<>| ,#:]')
+# Index names must be lower case and free of these (plus no leading -, _ or +). "%" is allowed by
+# the engines but refused here: index names go into URL paths, where it would be read as an escape.
+_BAD_PREFIX = re.compile(r'[A-Z\\/*?"<>| ,#:%]')
 _DAY_SUFFIX = re.compile(r"\d{4}\.\d{2}\.\d{2}")
 
 _KEYWORD: dict[str, Any] = {"type": "keyword"}
