@@ -6,6 +6,7 @@ several partitions, several members of one group, and a cluster that is not ther
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 import time
@@ -14,6 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition, murmur2
 
@@ -428,6 +430,29 @@ def test_overlapped_writes_commit_in_order_and_store_everything_once_through_a_f
     finally:
         store.drop_before(2**62)
         store.close()
+
+
+@distributed
+def test_the_processor_frees_what_http_requests_leave_in_reference_cycles(make_queue: MakeQueue) -> None:
+    # A processor process raises the GC thresholds (cli/serve.py), and every httpx request leaves
+    # a reference cycle holding its body: a _bulk request's MBs. The processor collects them.
+    queue = make_queue(partitions=2)
+    store = OpenSearchStore(require_engine("opensearch"), prefix=f"lf-it-{uuid.uuid4().hex[:10]}")
+    events = [event for system in ("Apache", "HDFS", "Linux", "Spark") for event in loghub_events(system, limit=500)]
+    assert IngestPipeline(queue, IngestLimits()).submit_values(events).accepted == 2000
+    processor = Processor(queue, store, group="processors", batch_size=100, collect_every_s=0.0)
+    gc.collect()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(50_000, 20, 1_000)
+    try:
+        run_until_drained(queue, [processor])
+        left = sum(1 for obj in gc.get_objects() if type(obj) is httpx.Request)
+    finally:
+        gc.set_threshold(*thresholds)
+        store.drop_before(2**62)
+        store.close()
+    assert processor.counters.stored == 2000  # in 20 batches, at least 20 _bulk requests
+    assert left <= 6, f"{left} httpx requests not collected"
 
 
 @distributed
