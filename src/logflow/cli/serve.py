@@ -42,15 +42,18 @@ def run_processor(settings: Settings, *, stop: threading.Event | None = None, in
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     suffix = "" if index == 0 else f"-{index}"
+    own_process = threading.current_thread() is threading.main_thread()
     processor = Processor(
         runtime.queue, runtime.store, group=settings.processor_group, batch_size=settings.processor_batch,
         retention_s=settings.retention_days * 86400, retention_check_s=settings.retention_check_s,
         status_path=settings.data_dir / PROCESSOR_STATUS_FILE.replace(".json", f"{suffix}.json"),
         prepare_worker=settings.processor_prepare_worker,
+        # With the thresholds below, cyclic garbage (each HTTP request's) waits for this.
+        collect_every_s=2.0 if own_process else None,
     )
     log.info("processor %d started (queue=%s store=%s)", os.getpid(), runtime.queue.kind, runtime.store.kind)
     freeze_startup_heap()
-    if threading.current_thread() is threading.main_thread():
+    if own_process:
         # A process of its own: its garbage is acyclic batch data that reference counting frees,
         # yet each batch's ~100 k new objects set off thousands of young-generation collections
         # (measured: 2,658 per 300 k events, ~4 % of the processor's time). Collect far less often.

@@ -75,7 +75,7 @@ class Processor:
         retention_check_s: float = 300.0,
         status_path: Path | None = None,
         prepare_worker: bool = False,
-        collect_every_s: float = 2.0,
+        collect_every_s: float | None = None,
     ) -> None:
         self.queue = queue
         self.store = store
@@ -237,11 +237,12 @@ class Processor:
 
     def _maintenance(self) -> None:
         now = time.time()
-        if now >= self._next_collection:
-            # A processor process collects garbage rarely (serve.py raises the thresholds), and
-            # each HTTP request to OpenSearch leaves a reference cycle holding its body, MBs for a
-            # _bulk request: without a full collection now and then, 1 M events left ~300 MB of
-            # them. A full collection here takes about a millisecond.
+        if self.collect_every_s is not None and now >= self._next_collection:
+            # For a processor process, which collects garbage rarely (serve.py raises the
+            # thresholds): each HTTP request to OpenSearch leaves a reference cycle holding its
+            # body, MBs for a _bulk request, and without a full collection now and then 1 M events
+            # left ~300 MB of them. There a full collection takes about a millisecond; not in a
+            # process with a large heap of its own, which is why it is the caller's choice.
             self._next_collection = now + self.collect_every_s
             gc.collect()
         if self.retention_s is not None and now >= self._next_retention:
