@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 import uuid
@@ -77,75 +78,6 @@ def test_events_the_engine_refuses_are_rejected_with_the_reason_and_the_rest_sto
     assert store.get("e299") == batch[-1]
 
 
-class _FailSecondBulk(BaseHTTPRequestHandler):
-    """A real HTTP hop in front of OpenSearch that answers the second ``_bulk`` request with 503."""
-
-    upstream = ""
-    bulks = 0
-    lock = threading.Lock()
-
-    def _forward(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.command == "POST" and urlsplit(self.path).path.endswith("/_bulk"):
-            with self.lock:
-                type(self).bulks += 1
-                failing = type(self).bulks == 2
-            if failing:
-                time.sleep(0.3)  # the first request is well under way meanwhile
-                self.send_response(503)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-                return
-        headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization")}
-        answer = httpx.request(self.command, self.upstream + self.path, content=body, headers=headers, timeout=60)
-        self.send_response(answer.status_code)
-        self.send_header("Content-Type", answer.headers.get("content-type", "application/json"))
-        self.send_header("Content-Length", str(len(answer.content)))
-        self.end_headers()
-        self.wfile.write(answer.content)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-def test_a_failed_request_of_two_concurrent_ones_fails_the_write_and_a_retry_stores_each_event_once() -> None:
-    url = require_engine("opensearch")
-    endpoint = parse_store_url(url)
-    _FailSecondBulk.upstream, _FailSecondBulk.bulks = endpoint.base_url, 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FailSecondBulk)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    prefix = f"lf-bulk-{uuid.uuid4().hex[:10]}"
-    direct = OpenSearchStore(url, prefix=prefix)
-    # The hop speaks plain HTTP and passes the client's credentials (if the engine wants any) on.
-    userinfo = urlsplit(url).netloc.rpartition("@")[0]
-    through = OpenSearchStore(f"http://{userinfo + '@' if userinfo else ''}127.0.0.1:{server.server_address[1]}",
-                              prefix=prefix, bulk_concurrency=2)
-    batch = events(600)  # requests of ~300 events, two at a time
-    try:
-        with pytest.raises(BackendUnavailable, match="503"):
-            through.write(batch)
-        assert _FailSecondBulk.bulks >= 2
-        direct.refresh()
-        indexed = direct.count(LogFilter())
-        assert 0 < indexed < 600  # the other requests were indexed: the processor redelivers the batch
-        result = through.write(batch)  # the redelivery
-        assert (result.stored, result.duplicates, result.rejected) == (600 - indexed, indexed, [])
-        direct.refresh()
-        assert direct.count(LogFilter()) == 600
-        assert direct.get("e599") == batch[-1]
-    finally:
-        direct.drop_before(2**62)
-        httpx.delete(f"{endpoint.base_url}/_index_template/{template_name(prefix)}", auth=endpoint.auth)
-        through.close()
-        direct.close()
-        server.shutdown()
-        server.server_close()
-
-
 class _BulkHop(BaseHTTPRequestHandler):
     """A real HTTP hop in front of OpenSearch whose ``answer`` may answer a ``_bulk`` request itself.
 
@@ -154,6 +86,7 @@ class _BulkHop(BaseHTTPRequestHandler):
     """
 
     upstream = ""
+    authorization: str | None = None  # the engine's, for requests an answer forwards itself
     answer: Callable[[str, bytes], tuple[int, bytes] | None] = staticmethod(lambda path, body: None)
     bodies: ClassVar[list[bytes]] = []
     lock = threading.Lock()
@@ -182,6 +115,7 @@ class _BulkHop(BaseHTTPRequestHandler):
 
 def forward(method: str, path: str, body: bytes, authorization: str | None = None) -> tuple[int, bytes]:
     headers = {"content-type": "application/x-ndjson" if path.split("?")[0].endswith("/_bulk") else "application/json"}
+    authorization = authorization or _BulkHop.authorization
     if authorization:
         headers["authorization"] = authorization
     answer = httpx.request(method, _BulkHop.upstream + path, content=body, headers=headers, timeout=60)
@@ -194,10 +128,12 @@ def hop() -> Iterator[tuple[OpenSearchStore, OpenSearchStore]]:
     url = require_engine("opensearch")
     endpoint = parse_store_url(url)
     _BulkHop.upstream, _BulkHop.bodies = endpoint.base_url, []
+    _BulkHop.authorization = basic_auth(*endpoint.auth) if endpoint.auth else None
     server = ThreadingHTTPServer(("127.0.0.1", 0), _BulkHop)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     prefix = f"lf-bulk-{uuid.uuid4().hex[:10]}"
     direct = OpenSearchStore(url, prefix=prefix)
+    # The hop speaks plain HTTP and passes the client's credentials (if the engine wants any) on.
     userinfo = urlsplit(url).netloc.rpartition("@")[0]
     through = OpenSearchStore(f"http://{userinfo + '@' if userinfo else ''}127.0.0.1:{server.server_address[1]}",
                               prefix=prefix, bulk_concurrency=2)
@@ -213,26 +149,65 @@ def hop() -> Iterator[tuple[OpenSearchStore, OpenSearchStore]]:
         server.server_close()
 
 
-def test_items_refused_for_now_are_retried_until_stored_once(hop: tuple[OpenSearchStore, OpenSearchStore]) -> None:
-    through, direct = hop
-    calls = {"n": 0}
 
-    def every_other_item_429_the_first_time(path: str, body: bytes) -> tuple[int, bytes] | None:
+def basic_auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def refusing_odd_items(times: int) -> Callable[[str, bytes], tuple[int, bytes] | None]:
+    """A hop answer for the first ``times`` _bulk requests: the engine indexes the even items and
+    the odd ones are refused with 429, as a busy node refuses them."""
+    left = {"times": times}
+    busy = {"create": {"status": 429, "error": {"type": "es_rejected_execution_exception",
+                                                "reason": "write queue full (test)"}}}
+
+    def answer(path: str, body: bytes) -> tuple[int, bytes] | None:
         with _BulkHop.lock:
-            calls["n"] += 1
-            if calls["n"] > 1:
+            if left["times"] == 0:
                 return None
+            left["times"] -= 1
         lines = body.splitlines(keepends=True)
         pairs = [lines[i] + lines[i + 1] for i in range(0, len(lines), 2)]
-        # The engine indexes the even items; the odd ones are refused as a busy node refuses them.
         status, content = forward("POST", path, b"".join(pairs[0::2]))
         indexed = iter(orjson.loads(content)["items"])
-        busy = {"create": {"status": 429, "error": {"type": "es_rejected_execution_exception",
-                                                        "reason": "write queue full (test)"}}}
         items = [next(indexed) if i % 2 == 0 else busy for i in range(len(pairs))]
         return status, orjson.dumps({"errors": True, "items": items})
 
-    _BulkHop.answer = staticmethod(every_other_item_429_the_first_time)
+    return answer
+
+
+def test_a_failed_request_of_two_concurrent_ones_fails_the_write_and_a_retry_stores_each_event_once(
+    hop: tuple[OpenSearchStore, OpenSearchStore],
+) -> None:
+    through, direct = hop
+    bulks = {"n": 0}
+
+    def second_bulk_503(path: str, body: bytes) -> tuple[int, bytes] | None:
+        with _BulkHop.lock:
+            bulks["n"] += 1
+            if bulks["n"] != 2:
+                return None
+        time.sleep(0.3)  # the first request is well under way meanwhile
+        return 503, b"{}"
+
+    _BulkHop.answer = staticmethod(second_bulk_503)
+    batch = events(600)  # requests of ~300 events, two at a time
+    with pytest.raises(BackendUnavailable, match="503"):
+        through.write(batch)
+    assert len(_BulkHop.bodies) >= 2
+    direct.refresh()
+    indexed = direct.count(LogFilter())
+    assert 0 < indexed < 600  # the other requests were indexed: the processor redelivers the batch
+    result = through.write(batch)  # the redelivery
+    assert (result.stored, result.duplicates, result.rejected) == (600 - indexed, indexed, [])
+    direct.refresh()
+    assert direct.count(LogFilter()) == 600
+    assert direct.get("e599") == batch[-1]
+
+
+def test_items_refused_for_now_are_retried_until_stored_once(hop: tuple[OpenSearchStore, OpenSearchStore]) -> None:
+    through, direct = hop
+    _BulkHop.answer = staticmethod(refusing_odd_items(1))
     batch = events(300)
     result = through.write(batch)
     assert (result.stored, result.duplicates, result.rejected) == (300, 0, [])
@@ -300,22 +275,7 @@ def test_a_batch_over_many_days_goes_out_in_few_requests_each_event_to_its_day(
     hop: tuple[OpenSearchStore, OpenSearchStore],
 ) -> None:
     through, direct = hop
-    refusals = {"left": 2}
-
-    def odd_items_429_twice(path: str, body: bytes) -> tuple[int, bytes] | None:
-        with _BulkHop.lock:
-            if refusals["left"] == 0:
-                return None
-            refusals["left"] -= 1
-        lines = body.splitlines(keepends=True)
-        pairs = [lines[i] + lines[i + 1] for i in range(0, len(lines), 2)]
-        status, content = forward("POST", path, b"".join(pairs[0::2]))
-        indexed = iter(orjson.loads(content)["items"])
-        busy = {"create": {"status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "busy"}}}
-        return status, orjson.dumps({"errors": True, "items": [next(indexed) if i % 2 == 0 else busy
-                                                                for i in range(len(pairs))]})
-
-    _BulkHop.answer = staticmethod(odd_items_429_twice)
+    _BulkHop.answer = staticmethod(refusing_odd_items(2))
     # A backfill: 20 days of 10 events, more days than the 2 concurrent requests.
     batch = [LogEvent(id=f"d{day}-{i}", timestamp=BASE - day * DAY + i, level=Level.INFO, service="api",
                       message=f"day {day} event {i}") for day in range(20) for i in range(10)]

@@ -120,9 +120,13 @@ def bench(events: int, batch: int, concurrency: int, repeat: int, shape: str, pr
     # The ceiling is measured before and after LogFlow's run and the better one counts: one
     # measurement of the engine alone varies by ±10 % (JIT, garbage collection, merges).
     ceilings: list[float] = []
-    if shape == "distributed":
-        console.print("measuring the _bulk ceiling (1 of 2) ...")
-        ceilings.append(bulk_ceiling(os.environ["LOGFLOW_STORE_URL"], dataset.bodies)[0])
+
+    def measure_ceiling() -> None:
+        if shape == "distributed":
+            console.print(f"measuring the _bulk ceiling ({len(ceilings) + 1} of 2) ...")
+            ceilings.append(bulk_ceiling(os.environ["LOGFLOW_STORE_URL"], dataset.bodies)[0])
+
+    measure_ceiling()
     deployment = _deploy(shape, processors, data_dir)
     try:
         deployment.wait_healthy()
@@ -138,9 +142,7 @@ def bench(events: int, batch: int, concurrency: int, repeat: int, shape: str, pr
     finally:
         deployment.stop()
         _drop_run(deployment)
-    if shape == "distributed":
-        console.print("measuring the _bulk ceiling (2 of 2) ...")
-        ceilings.append(bulk_ceiling(os.environ["LOGFLOW_STORE_URL"], dataset.bodies)[0])
+    measure_ceiling()
     store = status["store"]
     disk = int(store["bytes_on_disk"])
     report = _report(shape, processors, events, batch, concurrency, repeat, dataset.raw_bytes, result, latencies,

@@ -44,6 +44,16 @@ _LENGTH = struct.Struct("<Q")
 class PrepareFailed(RuntimeError):
     """The preparation itself raised: a bug, not a condition that retrying fixes."""
 
+    @classmethod
+    def of(cls, failure: str) -> PrepareFailed:
+        """The error for a preparation that raised; ``failure`` as ``described`` gives it."""
+        return cls(f"preparing a batch failed: {failure}")
+
+
+def described(exc: Exception) -> str:
+    """How a preparation's exception is reported, from the helper process or from this one."""
+    return f"{type(exc).__name__}: {exc}"
+
 
 class BatchPreparer(Protocol):
     """Where the processor prepares its next batch: at most one batch in flight.
@@ -80,7 +90,7 @@ class InlinePreparer:
         try:
             self._ready = self._prepare(payloads)
         except Exception as exc:  # reported at result(), as the helper process reports it
-            failed = PrepareFailed(f"preparing a batch failed: {type(exc).__name__}: {exc}")
+            failed = PrepareFailed.of(described(exc))
             failed.__cause__ = exc  # in-process, unlike the helper, the traceback can come along
             self._ready = failed
 
@@ -155,7 +165,7 @@ class PrepareWorker:
         except (EOFError, OSError, ValueError, TypeError) as exc:  # marshal's errors for damaged data
             self._lost(exc)
         if isinstance(answer, str):
-            raise PrepareFailed(f"preparing a batch failed: {answer}")
+            raise PrepareFailed.of(answer)
         undecodable, data = answer
         return PreparedBatch(undecodable, data)
 
@@ -217,7 +227,7 @@ def main(target: str) -> None:
             prepared = prepare(payloads)
             answer = (prepared.undecodable, prepared.data)
         except Exception as exc:  # reported to the processor, which stops with it
-            answer = f"{type(exc).__name__}: {exc}"
+            answer = described(exc)
         try:
             _send(answers, answer)
         except OSError:

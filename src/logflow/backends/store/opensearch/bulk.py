@@ -89,13 +89,12 @@ class _Chunk:
         """About ``parts`` chunks of about equal size, cut at event boundaries (none empty)."""
         if parts <= 1 or len(self) <= 1:
             return [self]
-        base = self._start(self.first)
-        size = self.ends[self.stop - 1] - base
+        base, size = self._start(self.first), self.size
         bounds = [self.first]
         for part in range(1, parts):
             # The first event whose lines end at or past this part's share ends the part.
             cut = bisect_left(self.ends, base + size * part // parts, bounds[-1], self.stop - 1) + 1
-            if cut < self.stop and cut > bounds[-1]:
+            if bounds[-1] < cut < self.stop:
                 bounds.append(cut)
         bounds.append(self.stop)
         return [self._part(a, b) for a, b in pairwise(bounds)]
@@ -129,20 +128,17 @@ def _merged(chunks: list[_Chunk]) -> _Chunk:
     this is the rare path: a line that names its index already (a retried one) is kept as it is.
     """
     parts: list[bytes] = []
-    ends: list[int] = []
     indices: list[str] = []
-    offset = 0
     for chunk in chunks:
-        head = b'{"create":{"_index":' + orjson.dumps(chunk.index) + b',"_id":'
         for event in range(chunk.first, chunk.stop):
-            lines = chunk.lines(event)
+            index, lines = chunk.index_of(event), chunk.lines(event)
             if lines.startswith(_ACTION):
-                lines = head + lines[len(_ACTION) :]
+                lines = b'{"create":{"_index":' + orjson.dumps(index) + b',"_id":' + lines[len(_ACTION) :]
             parts.append(lines)
-            offset += len(lines)
-            ends.append(offset)
-            indices.append(chunk.index)
-    return _Chunk("", b"".join(parts), ends, 0, len(ends), indices)
+            indices.append(index)
+    merged = _joined("", parts)
+    merged.indices = indices
+    return merged
 
 
 # A request's chunk and its items' answers (None: every one of them created).
@@ -215,10 +211,11 @@ class BulkWriter:
                         result.duplicates += 1
                     elif status == 429 or status >= 500 or _index_missing(answer):
                         # Retried by index, to /<index>/_bulk (an action line naming it still may).
-                        retry.setdefault(chunk.index_of(event), []).append(chunk.lines(event))
+                        index = chunk.index_of(event)
+                        retry.setdefault(index, []).append(chunk.lines(event))
                         last_reason = f"{status} {error_reason(answer)}"
                         if _index_missing(answer):
-                            missing.add(chunk.index_of(event))
+                            missing.add(index)
                     else:
                         reason = f"store refused the event: {error_reason(answer)}"
                         result.rejected.append(Rejected(chunk.event(event), reason))
@@ -257,8 +254,8 @@ class BulkWriter:
         A cluster whose http.max_content_length is below our chunk size answers 413: the chunk is
         halved until it passes; one event that is still too large is refused for good.
         """
+        path = "/_bulk" if chunk.indices is not None else f"/{chunk.index}/_bulk"
         try:
-            path = "/_bulk" if chunk.indices is not None else f"/{chunk.index}/_bulk"
             raw: bytes = self._client.request("POST", path, ndjson=chunk.body(), params={"filter_path": _FILTER},
                                               decode=False)
         except ApiError as exc:
