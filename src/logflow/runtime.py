@@ -9,9 +9,10 @@ from sqlalchemy import Engine
 
 from logflow.backends.cache.base import Cache
 from logflow.backends.queue.base import EventQueue
-from logflow.backends.store.base import LogStore
+from logflow.backends.store.base import DocumentEncodingStore, LogStore
 from logflow.db.engine import make_engine
 from logflow.db.migrate import upgrade
+from logflow.domain.events import encode_record
 from logflow.ingest.limits import IngestLimits
 from logflow.ingest.pipeline import IngestPipeline
 from logflow.settings import Settings
@@ -80,9 +81,12 @@ class Runtime:
         if migrate:
             # Safe when several processes start at once (the migration takes a lock).
             upgrade(database)
+        # The store may want events on the queue in its own document form (OpenSearch does):
+        # chosen here, once, for every protocol's ingest.
+        encoder = store.record_encoder() if isinstance(store, DocumentEncodingStore) else encode_record
         return cls(
             settings=settings, queue=queue, store=store, cache=cache, database=database,
-            pipeline=IngestPipeline(queue, IngestLimits.from_settings(settings)),
+            pipeline=IngestPipeline(queue, IngestLimits.from_settings(settings), encoder=encoder),
         )
 
     def close(self) -> None:

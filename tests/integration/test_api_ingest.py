@@ -11,6 +11,8 @@ import time
 
 import orjson
 
+from logflow.backends.store.opensearch.mapping import encode_indexed_record
+from logflow.domain.events import encode_record
 from tests.conftest import LogFlow, loghub_events
 
 
@@ -41,6 +43,12 @@ def test_single_object_is_accepted_durable_and_readable(logflow: LogFlow) -> Non
     assert log["metadata"] == {"amount": 12.5}
     assert log["timestamp"].endswith("Z")
     assert logflow.client.get("/api/v1/logs/does-not-exist").status_code == 404
+
+
+def test_ingest_queues_events_in_the_form_the_store_asks_for(logflow: LogFlow) -> None:
+    """OpenSearch takes its documents ready-made off the queue (format 3); other stores, format 2."""
+    opensearch = logflow.runtime.store.kind == "opensearch"
+    assert logflow.runtime.pipeline.encoder is (encode_indexed_record if opensearch else encode_record)
 
 
 def test_array_ndjson_and_gzip_bodies(logflow: LogFlow) -> None:

@@ -19,6 +19,7 @@ from logflow.backends.errors import BackendUnavailable
 from logflow.backends.queue.base import QueueRecord
 from logflow.backends.store.base import PreparedBatch
 from logflow.backends.store.embedded.prepare import prepare_payloads
+from logflow.backends.store.opensearch.mapping import encode_indexed_record
 from logflow.domain.events import LogEvent
 from logflow.domain.ids import new_ulid
 from logflow.domain.levels import Level
@@ -175,4 +176,30 @@ def test_duplicates_inside_prepared_blocks_leave_every_document_in_its_slot(tmp_
         stored = runtime.store.get(event.id)
         assert stored is not None and (stored.message, stored.host) == (event.message, event.host)
     assert runtime.store.count(LogFilter()) == 1200
+    runtime.close()
+
+
+def test_an_embedded_processor_stores_events_queued_in_opensearch_document_form(tmp_path: Path) -> None:
+    """Wire format 3 on a queue read by another store (a deployment moving off OpenSearch): every
+    field arrives, through the helper, like format 2."""
+    runtime = Runtime.build(Settings(data_dir=tmp_path / "data"))
+    events = loghub_wire("Apache", 1500)
+    runtime.queue.publish([
+        QueueRecord(b"apache", encode_indexed_record(e.id, e.timestamp, e.level, e.service, e.message, e.host,
+                                                     e.trace_id, e.span_id, e.request_id, e.correlation_id,
+                                                     e.attributes, e.flags)[2])
+        for e in events
+    ])
+    stop = threading.Event()
+    processor, thread = run_processor(runtime, stop)
+    try:
+        wait_for(lambda: all(p.lag == 0 for p in runtime.queue.stats(processor.group).partitions), "no lag",
+                 timeout=30)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    runtime.store.refresh()
+    assert processor.counters.stored == 1500 and processor.counters.dead_letters == 0
+    for event in events[::100]:
+        assert runtime.store.get(event.id) == event
     runtime.close()

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from logflow.backends.store.base import PreparedBatch
 from logflow.backends.store.opensearch.bulk import _whole
+from logflow.backends.store.opensearch.mapping import (
+    _attr_terms,
+    attr_term,
+    check_prefix,
+    encode_indexed_record,
+    index_name,
+    to_document,
+)
 from logflow.backends.store.opensearch.mapping import _iso_millis as fast_iso_millis
-from logflow.backends.store.opensearch.mapping import check_prefix, index_name, to_document
 from logflow.backends.store.opensearch.prepare import prepare_payloads
+from logflow.domain.attributes import canonical_text
 from logflow.domain.events import LogEvent
 from logflow.domain.levels import Level
 from tests.unit.test_embedded_prepare import BASE_US, DAMAGED_PAYLOADS, DAY_US, loghub_events
@@ -69,6 +78,58 @@ def test_queue_format_1_payloads_prepare_like_format_2() -> None:
                      host="h", attributes={"path": "/var"})
     prepared = prepare_payloads([event.to_json(), event.to_wire()])
     assert prepared_by_day(prepared) == {event.timestamp // DAY_US: [bulk_lines(event)] * 2}
+
+
+def indexed_payload(event: LogEvent) -> bytes:
+    """Wire format 3 of ``event``, as the API writes it when the store is OpenSearch."""
+    return encode_indexed_record(event.id, event.timestamp, event.level, event.service, event.message, event.host,
+                                 event.trace_id, event.span_id, event.request_id, event.correlation_id,
+                                 event.attributes, event.flags)[2]
+
+
+def test_format_3_payloads_prepare_to_the_bytes_format_2_payloads_give() -> None:
+    events = loghub_events("Hadoop", 1000) + loghub_events("OpenSSH", 300)
+    events.append(LogEvent(
+        id="01KAV9FT3VW08TVCCGQY6JJQQG", timestamp=-1_234_567, level=Level.CRITICAL, service="sérvice ✓",
+        message='line one\nline two\t日本 "quoted"', host="h", trace_id="t", span_id="s", request_id="r",
+        correlation_id="c", flags=["invalid_utf8"],
+        attributes={"nested": {"a": [1, 2]}, "ok": False, "none": None, "k=v": "x", "n": 7, "big": 1e16, "f": 0.1},
+    ))
+    format_3 = prepare_payloads([indexed_payload(e) for e in events])
+    assert format_3.undecodable == []
+    assert format_3.data == prepare_payloads([e.to_wire() for e in events]).data
+    assert list(prepared_by_day(format_3).items()) == list(by_day(events).items())
+
+
+_SCALARS = st.one_of(st.text(max_size=8), st.integers(min_value=-(2**63), max_value=2**64 - 1), st.booleans(),
+                     st.none(), st.floats(allow_nan=True, allow_infinity=True),
+                     st.lists(st.integers(), max_size=2),
+                     st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))
+
+
+@given(st.dictionaries(st.text(max_size=6), _SCALARS, max_size=8))
+@example({"tiny": 1e-07, "huge": 1e16, "nan": float("nan"), "inf": -float("inf"), "yes": True, "max": 2**64 - 1})
+def test_attribute_terms_spell_values_as_field_filters_do(attributes: dict[str, object]) -> None:
+    """The int and float shortcuts give canonical_text's spelling, for every value."""
+    expected = [attr_term(key, text) for key, value in attributes.items()
+                if (text := canonical_text(value)) is not None]
+    assert _attr_terms(attributes) == expected
+
+
+@pytest.mark.parametrize(("tamper", "reason"), [
+    (lambda p: p.replace(b"01KAV9FT3V", b'01KAV9FT3"'), "invalid event id"),
+    (lambda p: p.replace(b'"message":"m"', b'"message":"m"}\n{"delete":{"_id":"x"}'), "on one line"),
+    (lambda p: p[: p.index(b'{"id"')] + b"[1]", "on one line"),
+    (lambda p: p[:12], "unpack"),
+])
+def test_format_3_payloads_that_could_change_a_bulk_request_are_refused(tamper: Callable[[bytes], bytes],
+                                                                        reason: str) -> None:
+    good = LogEvent(id="ok", timestamp=BASE_US, level=Level.INFO, service="s", message="fine")
+    event = LogEvent(id="01KAV9FT3VW08TVCCGQY6JJQQG", timestamp=BASE_US, level=Level.INFO, service="s", message="m")
+    prepared = prepare_payloads([indexed_payload(good), tamper(indexed_payload(event)), good.to_wire()])
+    assert [index for index, _ in prepared.undecodable] == [1]
+    assert reason in prepared.undecodable[0][1]
+    assert prepared_by_day(prepared) == {BASE_US // DAY_US: [bulk_lines(good)] * 2}
 
 
 @given(st.integers(min_value=-62_135_596_800_000_000, max_value=253_402_300_799_999_999))  # years 1 to 9999

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from logflow.backends.queue.base import EventQueue, QueueRecord, new_tuple
-from logflow.domain.events import encode_record
+from logflow.domain.events import RecordEncoder, encode_record
 from logflow.ingest.decode import DecodedItem
 from logflow.ingest.limits import IngestLimits
 from logflow.ingest.normalize import ItemError, normalize_into
@@ -113,9 +113,12 @@ class IngestCounters:
 class IngestPipeline:
     """Validate → normalize → durable queue. Thread-safe; one instance per process."""
 
-    def __init__(self, queue: EventQueue, limits: IngestLimits) -> None:
+    def __init__(self, queue: EventQueue, limits: IngestLimits, encoder: RecordEncoder = encode_record) -> None:
         self.queue = queue
         self.limits = limits
+        # How events go on the queue: the wire form every store reads, or the store's own
+        # document form when the store asks for it (see DocumentEncodingStore).
+        self.encoder = encoder
         self.counters = IngestCounters()
         self._lock = threading.Lock()
 
@@ -126,7 +129,7 @@ class IngestPipeline:
         which case no item of it was accepted.
         """
         now_us = time.time_ns() // 1000
-        limits = self.limits
+        limits, encoder = self.limits, self.encoder
         ids: list[str | None] = []
         errors: dict[int, ItemError] = {}
         records: list[QueueRecord] = []
@@ -136,7 +139,7 @@ class IngestPipeline:
                 outcome = item.error
             else:
                 # Straight to the queue's wire form: no LogEvent is made on the way (once per event).
-                outcome = normalize_into(encode_record, item.value, now_us=now_us, limits=limits, flags=item.flags)
+                outcome = normalize_into(encoder, item.value, now_us=now_us, limits=limits, flags=item.flags)
             if type(outcome) is ItemError:
                 errors[position] = outcome
                 ids.append(None)

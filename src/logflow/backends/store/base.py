@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from logflow.domain.events import LogEvent
+from logflow.domain.events import LogEvent, RecordEncoder
 from logflow.domain.levels import Level
 from logflow.domain.query import LogFilter, SearchRequest
 
@@ -171,4 +171,20 @@ class PreparingStore(LogStore, Protocol):
 
     def write_prepared(self, batch: PreparedBatch) -> WriteResult:
         """Store a batch made by ``preparer()``; raises BackendUnavailable like ``write``."""
+        ...
+
+
+@runtime_checkable
+class DocumentEncodingStore(LogStore, Protocol):
+    """A store that wants events on the queue already in its own document form (wire format 3).
+
+    The ingest pipeline holds every event's fields when it encodes them for the queue; building
+    the store's document there saves the processor decoding the queue body and encoding the
+    document again (two JSON passes per event). The processor's ``preparer()`` then copies the
+    documents through. Every reader of the queue still reads format 3 (``read_wire``), so a
+    process with another store, or an older processor, gets the events back from it.
+    """
+
+    def record_encoder(self) -> RecordEncoder:
+        """The function ingest encodes every event with, instead of ``events.encode_record``."""
         ...

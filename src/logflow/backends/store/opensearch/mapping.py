@@ -8,11 +8,14 @@ whole indices. One composable index template gives every daily index the same ex
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from logflow.domain.attributes import canonical_text
-from logflow.domain.events import CORRELATION_FIELDS, LogEvent
+from logflow.domain.events import CORRELATION_FIELDS, LogEvent, pack_document_record
 from logflow.domain.levels import Level
 
 DAY_US = 86_400 * 1_000_000
@@ -153,12 +156,17 @@ def _iso_millis(ts_us: int) -> str:
 
 
 def _attr_terms(attributes: dict[str, Any]) -> list[str]:
-    """``attr_term`` of every scalar attribute, the common case (a string value, a key without
-    ``\\`` or ``=``) without a function call."""
+    """``attr_term`` of every scalar attribute, the common cases (a string or integer value, a key
+    without ``\\`` or ``=``) without a function call."""
     terms = []
     for key, value in attributes.items():
-        if type(value) is str:
+        kind = type(value)
+        if kind is str:
             text = value
+        elif kind is int:  # str() is JSON's spelling of an int (a bool's type is bool, not int)
+            text = str(value)
+        elif kind is float and "e" not in (text := repr(value)) and "n" not in text:
+            pass  # repr() is JSON's (orjson's) spelling too, unless it has an exponent, inf or nan
         else:
             converted = canonical_text(value)
             if converted is None:
@@ -170,38 +178,62 @@ def _attr_terms(attributes: dict[str, Any]) -> list[str]:
 
 def document(ts_us: int, level: Level, service: str, body: dict[str, Any]) -> dict[str, Any]:
     """The indexed form of an event given as its queue body (``LogEvent.body()``: ``i``, ``m``,
-    ``h``, the correlation ids, ``a``, ``f``); absent optional fields are left out.
+    ``h``, the correlation ids, ``a``, ``f``); absent optional fields are left out."""
+    get = body.get
+    return document_of(body["i"], ts_us, level, service, body["m"], get("h"), get("trace_id"), get("span_id"),
+                       get("request_id"), get("correlation_id"), get("a"), get("f"))
 
-    The processor's helper calls this straight on decoded queue payloads, so the fields are
-    written out one by one (it runs for every stored event).
+
+def document_of(event_id: str, ts_us: int, level: Level, service: str, message: str, host: str | None,
+                trace_id: str | None, span_id: str | None, request_id: str | None, correlation_id: str | None,
+                attributes: dict[str, Any] | None, flags: Sequence[str] | None) -> dict[str, Any]:
+    """The indexed form of an event given field by field, in LogEvent's order.
+
+    Runs for every ingested event (the API encodes events in this form for the queue, see
+    ``encode_indexed_record``), so the fields are written out one by one.
     """
     doc: dict[str, Any] = {
-        "id": body["i"],
+        "id": event_id,
         "timestamp": _iso_millis(ts_us),
         "ts_us": ts_us,
         "level": _LEVEL_NAMES[level],
         "level_num": int(level),
         "service": service,
-        "message": body["m"],
+        "message": message,
     }
-    get = body.get
-    if (host := get("h")) is not None:
+    if host is not None:
         doc["host"] = host
-    if (value := get("trace_id")) is not None:
-        doc["trace_id"] = value
-    if (value := get("span_id")) is not None:
-        doc["span_id"] = value
-    if (value := get("request_id")) is not None:
-        doc["request_id"] = value
-    if (value := get("correlation_id")) is not None:
-        doc["correlation_id"] = value
-    if attributes := get("a"):
+    if trace_id is not None:
+        doc["trace_id"] = trace_id
+    if span_id is not None:
+        doc["span_id"] = span_id
+    if request_id is not None:
+        doc["request_id"] = request_id
+    if correlation_id is not None:
+        doc["correlation_id"] = correlation_id
+    if attributes:
         doc["attributes"] = attributes
         if kv := _attr_terms(attributes):
             doc["attr_kv"] = kv
-    if flags := get("f"):
+    if flags:
         doc["flags"] = flags
     return doc
+
+
+def encode_indexed_record(event_id: str, timestamp: int, level: Level, service: str, message: str,
+                          host: str | None, trace_id: str | None, span_id: str | None, request_id: str | None,
+                          correlation_id: str | None, attributes: dict[str, Any],
+                          flags: Sequence[str]) -> tuple[str, bytes, bytes]:
+    """(event id, queue key, wire format 3): the event as its OpenSearch document.
+
+    The API builds the document once, while it holds the event's fields anyway; a processor then
+    copies it into ``_bulk`` requests without decoding or encoding JSON (see prepare.py). A
+    ``RecordEncoder``, like ``events.encode_record``.
+    """
+    key = service.encode()
+    doc = document_of(event_id, timestamp, level, service, message, host, trace_id, span_id, request_id,
+                      correlation_id, attributes, flags)
+    return event_id, key, pack_document_record(event_id, timestamp, level, key, orjson.dumps(doc))
 
 
 def to_document(event: LogEvent) -> dict[str, Any]:

@@ -6,6 +6,10 @@ one is being indexed (see ingest/processor.py). Straight from the queue's wire f
 LogEvent objects: the queue body is what ``mapping.document`` takes, so the lines are byte for
 byte what ``to_document`` gives (tests/unit/test_opensearch_prepare.py).
 
+A payload in wire format 3 (what the API writes when the store is OpenSearch, see
+``mapping.encode_indexed_record``) already holds the document: its lines are copied together
+from the payload's bytes, with no JSON decoding or encoding.
+
 Each event becomes two lines, ``{"create":{"_id":…}}`` and its document, with no index name: the
 writer posts a day's lines to ``/<prefix>-<day>/_bulk`` (the index prefix is the store's setting,
 and a preparer knows no settings). The lines of one UTC day are joined into one block, with the
@@ -21,7 +25,7 @@ from typing import Any
 import orjson
 
 from logflow.backends.store.base import PreparedBatch
-from logflow.domain.events import WIRE_ERRORS, read_wire
+from logflow.domain.events import WIRE_3, WIRE_ERRORS, read_document_record, read_wire
 
 from .mapping import DAY_US, document
 
@@ -46,9 +50,14 @@ def prepare_payloads(payloads: list[bytes]) -> PreparedBatch:
     undecodable: list[tuple[int, str]] = []
     for index, payload in enumerate(payloads):
         try:
-            ts, level, service, body, _ = read_wire(payload)
-            lines = event_lines(document(ts, level, service, body))
-        except WIRE_ERRORS as exc:
+            if payload[0] == WIRE_3:
+                # Already our document (the API's encoder): copied, no JSON work.
+                ts, event_id, document_json = read_document_record(payload)
+                lines = b'{"create":{"_id":"' + event_id + b'"}}\n' + document_json + b"\n"
+            else:
+                ts, level, service, body, _ = read_wire(payload)
+                lines = event_lines(document(ts, level, service, body))
+        except (*WIRE_ERRORS, IndexError) as exc:
             undecodable.append((index, f"undecodable queue payload: {exc}"))
             continue
         day = ts // DAY_US

@@ -27,7 +27,7 @@ from logflow.backends.store.base import (
     StoreStats,
     WriteResult,
 )
-from logflow.domain.events import LogEvent
+from logflow.domain.events import LogEvent, RecordEncoder
 from logflow.domain.levels import Level
 from logflow.domain.query import LogFilter, SearchRequest
 
@@ -40,6 +40,7 @@ from .mapping import (
     MAX_RESULT_WINDOW,
     check_prefix,
     day_of_index,
+    encode_indexed_record,
     from_source,
     index_template,
     pattern,
@@ -107,6 +108,9 @@ class OpenSearchStore:
 
     def preparer(self) -> Callable[[list[bytes]], PreparedBatch]:
         return prepare.prepare_payloads
+
+    def record_encoder(self) -> RecordEncoder:
+        return encode_indexed_record
 
     def write_prepared(self, batch: PreparedBatch) -> WriteResult:
         if not batch.data:
