@@ -104,6 +104,22 @@ def test_all_rejected_is_422_and_body_errors(logflow: LogFlow) -> None:
     assert logflow.ingest(b"{}", headers={"Content-Encoding": "br"}).status_code == 415
 
 
+def test_the_largest_events_the_api_accepts_are_stored(logflow: LogFlow) -> None:
+    """At the event size limit, including the one whose stored document is 4x its size (a key of
+    '=' signs, escaped in attr_kv): accepted, on Kafka too, and read back whole."""
+    limits = logflow.runtime.pipeline.limits
+    key = "=" * (limits.max_event_bytes - len(b'{"message":"","":""}'))
+    long_message = "z" * (limits.max_event_bytes - len(b'{"message":""}'))
+    lines = [orjson.dumps({"message": "", key: ""}), orjson.dumps({"message": long_message})]
+    assert [len(line) for line in lines] == [limits.max_event_bytes] * 2
+    resp = logflow.ingest(b"\n".join(lines), headers={"Content-Type": "application/x-ndjson"})
+    assert resp.status_code == 202, resp.text
+    ids = [result["id"] for result in resp.json()["results"]]
+    logflow.settle()
+    first, second = (logflow.client.get(f"/api/v1/logs/{event_id}").json() for event_id in ids)
+    assert first["metadata"] == {key: ""} and second["message"] == long_message
+
+
 def test_size_limits(logflow: LogFlow) -> None:
     limits = logflow.runtime.pipeline.limits
     too_big = b"x" * (limits.max_body_bytes + 1)

@@ -17,12 +17,14 @@ import pytest
 
 from logflow.backends.errors import BackendUnavailable
 from logflow.backends.store.opensearch import OpenSearchStore
+from logflow.backends.store.opensearch.bulk import UNREADABLE_FLAG
 from logflow.backends.store.opensearch.client import parse_store_url
 from logflow.backends.store.opensearch.mapping import index_name, template_name
-from logflow.domain.events import LogEvent
+from logflow.domain.events import LogEvent, pack_document_record
 from logflow.domain.levels import Level
-from logflow.domain.query import LogFilter
+from logflow.domain.query import LogFilter, SearchRequest
 from tests.conftest import require_engine
+from tests.unit.test_opensearch_prepare import indexed_payload
 
 pytestmark = pytest.mark.distributed
 BASE = 1_710_028_800_000_000
@@ -293,3 +295,33 @@ def test_a_batch_over_many_days_goes_out_in_few_requests_each_event_to_its_day(
         answer = httpx.get(f"{endpoint.base_url}/{index}/_count", auth=endpoint.auth).json()
         assert answer["count"] == 10, (day, answer)
     assert direct.get("d19-9") == batch[-1]
+
+
+def _foreign_record(event_id: str, document: bytes) -> bytes:
+    """A wire-format-3 payload as another writer on the topic could make it."""
+    return pack_document_record(event_id, BASE, Level.INFO, b"api", document)
+
+
+def test_documents_of_another_writer_are_dead_lettered_or_left_out_of_reads(store: OpenSearchStore) -> None:
+    """A format-3 document is copied into the request unread: one the engine refuses goes to the
+    dead letters as it was, and one it takes without LogFlow's fields does not break searches."""
+    good = events(50)
+    payloads = [indexed_payload(e) for e in good]
+    payloads[10:10] = [
+        _foreign_record("bad-json", b'{"id":"bad-json","message":oops}'),
+        _foreign_record("unknown-field", b'{"id":"unknown-field","colour":"red"}'),
+        _foreign_record("partial", b'{"id":"partial","message":"no timestamp, level or service"}'),
+    ]
+    prepared = store.preparer()(payloads)
+    assert prepared.undecodable == []  # one line each, starting with their own id
+    result = store.write_prepared(prepared)
+    assert result.stored == 51  # the good ones and the partial document
+    refused = {r.event.id: r.event for r in result.rejected}
+    assert sorted(refused) == ["bad-json", "unknown-field"]
+    assert refused["bad-json"].message == '{"id":"bad-json","message":oops}'
+    assert refused["bad-json"].flags == [UNREADABLE_FLAG]
+    store.refresh()
+    page = store.search(SearchRequest(filter=LogFilter(), limit=100))
+    assert page.total == 51 and sorted(e.id for e in page.events) == sorted(e.id for e in good)
+    assert store.get("partial") is None
+    assert store.get("e7") == good[7]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from logflow.backends.store.base import PreparedBatch
 from logflow.backends.store.opensearch.bulk import _whole
 from logflow.backends.store.opensearch.mapping import (
+    INDEXED_RECORD_MAX_BYTES,
     _attr_terms,
     attr_term,
     check_prefix,
@@ -101,6 +102,19 @@ def test_format_3_payloads_prepare_to_the_bytes_format_2_payloads_give() -> None
     assert list(prepared_by_day(format_3).items()) == list(by_day(events).items())
 
 
+def test_a_document_too_large_for_kafka_goes_on_the_queue_as_format_2() -> None:
+    """A key of '=' signs is 4x as long in attr_kv: the largest event the API accepts (256 KiB)
+    would make a 1 MB format-3 record, over Kafka's default message limit."""
+    wide = LogEvent(id="w", timestamp=BASE_US, level=Level.INFO, service="s", message="",
+                    attributes={"=" * 262_119: ""})
+    just_under = LogEvent(id="u", timestamp=BASE_US, level=Level.INFO, service="s", message="x" * 500_000)
+    wide_payload, under_payload = indexed_payload(wide), indexed_payload(just_under)
+    assert wide_payload[0] == 2 and len(wide_payload) < 300_000
+    assert under_payload[0] == 3 and len(under_payload) <= INDEXED_RECORD_MAX_BYTES + 100
+    assert prepare_payloads([wide_payload]).data == prepare_payloads([wide.to_wire()]).data
+    assert prepare_payloads([under_payload]).data == prepare_payloads([just_under.to_wire()]).data
+
+
 _SCALARS = st.one_of(st.text(max_size=8), st.integers(min_value=-(2**63), max_value=2**64 - 1), st.booleans(),
                      st.none(), st.floats(allow_nan=True, allow_infinity=True),
                      st.lists(st.integers(), max_size=2),
@@ -121,6 +135,7 @@ def test_attribute_terms_spell_values_as_field_filters_do(attributes: dict[str, 
     (lambda p: p.replace(b'"message":"m"', b'"message":"m"}\n{"delete":{"_id":"x"}'), "on one line"),
     (lambda p: p[: p.index(b'{"id"')] + b"[1]", "on one line"),
     (lambda p: p[:12], "unpack"),
+    (lambda p: p.replace(b'{"id":"01KAV9FT3VW08TVCCGQY6JJQQG"', b'{"id":"another-event"'), "starting with its id"),
 ])
 def test_format_3_payloads_that_could_change_a_bulk_request_are_refused(tamper: Callable[[bytes], bytes],
                                                                         reason: str) -> None:

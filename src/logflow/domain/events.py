@@ -30,9 +30,11 @@ _WIRE_2_HEADER = struct.Struct("<BqBH")  # marker, timestamp µs, level, service
 # reader takes the event back from it.
 WIRE_3 = 3
 _WIRE_3_HEADER = struct.Struct("<BqBHB")  # marker, timestamp µs, level, service length, id length
-# What an id may hold (normalize accepts no other; generated ids are ULIDs): nothing a JSON string
-# would need to escape, so a writer may put the id bytes between quotes as they are.
-_SAFE_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+# What an event id may hold, wherever one is accepted (normalize, the _bulk adapter; generated ids
+# are ULIDs): nothing a JSON string would need to escape, so a writer may put an id's bytes
+# between quotes as they are.
+EVENT_ID_PATTERN = r"[A-Za-z0-9._:\-]{1,128}"
+_SAFE_ID = re.compile(EVENT_ID_PATTERN.encode())
 _DOCUMENT_FIELDS = (("host", "h"), *((name, name) for name in CORRELATION_FIELDS), ("attributes", "a"),
                     ("flags", "f"))
 
@@ -99,8 +101,9 @@ def read_document_record(payload: bytes) -> tuple[int, bytes, bytes]:
     document_json = payload[start + id_size :]
     if not _SAFE_ID.fullmatch(event_id):
         raise ValueError(f"queue payload has an invalid event id {event_id[:40]!r}")
-    if document_json[:1] != b"{" or b"\n" in document_json:
-        raise ValueError("queue payload document is not a JSON object on one line")
+    # Our encoder's documents start with the id; the check also keeps header and document agreeing.
+    if not document_json.startswith(b'{"id":"' + event_id + b'",') or b"\n" in document_json:
+        raise ValueError("queue payload document is not a JSON object on one line starting with its id")
     return timestamp, event_id, document_json
 
 

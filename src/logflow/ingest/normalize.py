@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from logflow.domain.events import CORRELATION_FIELDS, LogEvent
+from logflow.domain.events import CORRELATION_FIELDS, EVENT_ID_PATTERN, LogEvent
 from logflow.domain.ids import new_ulid
 from logflow.domain.levels import ACCEPTED_LEVEL_NAMES, Level, parse_level
 from logflow.ingest.limits import IngestLimits
@@ -19,7 +19,7 @@ T = TypeVar("T")
 EventBuilder = Callable[[str, int, Level, str, str, str | None, str | None, str | None, str | None, str | None,
                          dict[str, Any], Sequence[str]], T]
 
-_ID_PATTERN = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_ID_PATTERN = re.compile(EVENT_ID_PATTERN)
 _NAME_MAX = 256
 # Keys that feed the fixed model; everything else becomes an attribute. The alternatives are the
 # names common shippers use (ECS ``@timestamp``, ``msg`` from pino/zap, ``severity`` from GCP).
@@ -123,8 +123,9 @@ def normalize_into(
 ) -> T | ItemError:
     """Validate and normalize one item, then hand its fields, in LogEvent's order, to ``build``.
 
-    ``build`` makes a LogEvent (``normalize``), or is ``encode_record`` for the ingest pipeline,
-    which needs only the queue's wire form. Runs once per ingested event, so the common shapes
+    ``build`` makes a LogEvent (``normalize``), or is the ingest pipeline's queue encoder
+    (``encode_record``, or the store's own, such as ``encode_indexed_record``), which needs only
+    the queue's wire form. Runs once per ingested event, so the common shapes
     (string message, ISO or epoch timestamp, a level as sent by most shippers, short string
     names) take the shortest path.
     """

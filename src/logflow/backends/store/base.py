@@ -181,8 +181,9 @@ class DocumentEncodingStore(LogStore, Protocol):
     The ingest pipeline holds every event's fields when it encodes them for the queue; building
     the store's document there saves the processor decoding the queue body and encoding the
     document again (two JSON passes per event). The processor's ``preparer()`` then copies the
-    documents through. Every reader of the queue still reads format 3 (``read_wire``), so a
-    process with another store, or an older processor, gets the events back from it.
+    documents through. Every reader of this version reads format 3 (``read_wire``), so a
+    process with another store gets the events back from it; a processor of an earlier version
+    does not (it dead-letters them): upgrade the processors before the API.
     """
 
     def record_encoder(self) -> RecordEncoder:

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from logflow.domain.events import EVENT_ID_PATTERN
 from logflow.ingest.decode import BodyError, DecodedItem, loads_json
 from logflow.ingest.limits import IngestLimits
 from logflow.ingest.normalize import ItemError
@@ -48,7 +49,7 @@ _META_KEYS = frozenset({
     "retry_on_conflict", "_retry_on_conflict", "_source", "dynamic_templates", "op_type", "parent", "_parent",
     "list_executed_pipelines",
 })
-_ID_PATTERN = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_ID_PATTERN = re.compile(EVENT_ID_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,9 +24,10 @@ from logflow.backends.queue.base import QueueRecord, new_tuple
 
 PACK_HEADER = "logflow-pack"
 PACK_VERSION = b"1"
-# Far below the 1 MB message limits of producer and broker (a single record larger than this,
-# up to the ingest limit on event size, travels alone), and large enough that per-message costs
-# vanish: a pack holds ~600 typical events.
+# Far below the 1 MB message limits of producer and broker (a single record larger than this
+# travels alone: up to about the ingest limit on event size, or 512 KiB for an event encoded as
+# its OpenSearch document, see mapping.INDEXED_RECORD_MAX_BYTES), and large enough that
+# per-message costs vanish: a pack holds ~450-600 typical events.
 PACK_MAX_BYTES = 256 * 1024
 _COUNT = struct.Struct("<I")
 _LENGTHS_TYPE = "I"

@@ -28,10 +28,14 @@ import orjson
 from logflow.backends.errors import BackendUnavailable
 from logflow.backends.store.base import Rejected, WriteResult
 from logflow.domain.events import LogEvent
+from logflow.domain.levels import Level
 
 from .client import ApiError, RestClient, error_reason
 from .mapping import DAY_US, from_source, index_name, to_document
 from .prepare import DayBlock, day_blocks, event_lines
+
+# The flag of a dead letter whose document could not be read back into an event (see _Chunk.event).
+UNREADABLE_FLAG = "unreadable_document"
 
 # Bulk requests of a few MB are the engines' sweet spot; the default http.max_content_length
 # (100 MB) is far away.
@@ -83,7 +87,15 @@ class _Chunk:
     def event(self, event: int) -> LogEvent:
         """The event back from its document line (only refused events need it, for the dead letters)."""
         lines = self.lines(event)
-        return from_source(orjson.loads(lines[lines.index(b"\n") + 1 :]))
+        action, document = lines.split(b"\n", 1)
+        try:
+            return from_source(orjson.loads(document))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            # Not a document our encoder wrote (a format-3 payload from another writer on the
+            # topic): its bytes go to the dead letters as the message, and the processor goes on.
+            event_id = orjson.loads(action)["create"]["_id"]
+            return LogEvent(id=event_id, timestamp=0, level=Level.ERROR, service="unknown",
+                            message=document.rstrip(b"\n").decode(errors="replace"), flags=[UNREADABLE_FLAG])
 
     def split(self, parts: int) -> list[_Chunk]:
         """About ``parts`` chunks of about equal size, cut at event boundaries (none empty)."""

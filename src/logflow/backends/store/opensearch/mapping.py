@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from logflow.domain.attributes import canonical_text
-from logflow.domain.events import CORRELATION_FIELDS, LogEvent, pack_document_record
+from logflow.domain.events import CORRELATION_FIELDS, LogEvent, encode_record, pack_document_record
 from logflow.domain.levels import Level
 
 DAY_US = 86_400 * 1_000_000
@@ -26,6 +26,10 @@ MESSAGE_RAW_MAX = 2048  # longer messages are not counted by top_messages (keywo
 # Lucene refuses terms over 32,766 bytes; 8,191 characters of UTF-8 always fit.
 ATTR_KV_MAX = 8191
 SCHEMA_VERSION = 1
+# A document can be ~4x its event (attr_kv repeats every attribute, with '=' and '\\' escaped), and
+# Kafka refuses messages over 1,000,000 bytes by default: a larger document goes on the queue as
+# wire format 2 instead (see encode_indexed_record), which stays about the size of the event.
+INDEXED_RECORD_MAX_BYTES = 512 * 1024
 
 # Index names must be lower case and free of these (plus no leading -, _ or +). "%" is allowed by
 # the engines but refused here: index names go into URL paths, where it would be read as an escape.
@@ -228,12 +232,19 @@ def encode_indexed_record(event_id: str, timestamp: int, level: Level, service: 
 
     The API builds the document once, while it holds the event's fields anyway; a processor then
     copies it into ``_bulk`` requests without decoding or encoding JSON (see prepare.py). A
-    ``RecordEncoder``, like ``events.encode_record``.
+    ``RecordEncoder``, like ``events.encode_record``, to which it leaves documents over
+    ``INDEXED_RECORD_MAX_BYTES``. ``event_id`` must match ``EVENT_ID_PATTERN``, as every id that
+    normalization lets through does.
     """
     key = service.encode()
     doc = document_of(event_id, timestamp, level, service, message, host, trace_id, span_id, request_id,
                       correlation_id, attributes, flags)
-    return event_id, key, pack_document_record(event_id, timestamp, level, key, orjson.dumps(doc))
+    document_json = orjson.dumps(doc)
+    if len(document_json) > INDEXED_RECORD_MAX_BYTES:
+        # Format 2, about the size of the event as sent: the processor builds its document itself.
+        return encode_record(event_id, timestamp, level, service, message, host, trace_id, span_id, request_id,
+                             correlation_id, attributes, flags)
+    return event_id, key, pack_document_record(event_id, timestamp, level, key, document_json)
 
 
 def to_document(event: LogEvent) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from .mapping import DAY_US, document
 # (UTC day number, the lines of that day's events joined, the end offset of each event's lines).
 # Plain values: they may cross from a helper process by marshal.
 DayBlock = tuple[int, bytes, list[int]]
+_FORMAT_3 = bytes([WIRE_3])
 
 
 def event_lines(doc: dict[str, Any]) -> bytes:
@@ -50,14 +51,14 @@ def prepare_payloads(payloads: list[bytes]) -> PreparedBatch:
     undecodable: list[tuple[int, str]] = []
     for index, payload in enumerate(payloads):
         try:
-            if payload[0] == WIRE_3:
+            if payload[:1] == _FORMAT_3:
                 # Already our document (the API's encoder): copied, no JSON work.
                 ts, event_id, document_json = read_document_record(payload)
                 lines = b'{"create":{"_id":"' + event_id + b'"}}\n' + document_json + b"\n"
             else:
                 ts, level, service, body, _ = read_wire(payload)
                 lines = event_lines(document(ts, level, service, body))
-        except (*WIRE_ERRORS, IndexError) as exc:
+        except WIRE_ERRORS as exc:
             undecodable.append((index, f"undecodable queue payload: {exc}"))
             continue
         day = ts // DAY_US

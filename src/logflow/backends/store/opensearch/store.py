@@ -58,6 +58,19 @@ _DELETE_BATCH = 50
 SHARD_START_WAIT_S = 3.0  # how long a search waits for the shards of a just-created daily index
 
 
+def _readable(hits: list[dict[str, Any]]) -> list[LogEvent]:
+    """The events of search hits, leaving out (with a warning) any document that is not one of ours:
+    one written to the queue by another writer must not make every search that finds it fail."""
+    events = []
+    for hit in hits:
+        try:
+            events.append(from_source(hit["_source"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("left out document %s of index %s, which is not a LogFlow event: %r",
+                        hit.get("_id"), hit.get("_index"), exc)
+    return events
+
+
 class OpenSearchStore:
     """Daily indices ``{prefix}-YYYY.MM.DD`` created from one index template, written with _bulk."""
 
@@ -160,7 +173,7 @@ class OpenSearchStore:
         answer = self._search(request.filter, body)
         hits = answer.get("hits", {})
         counted = int(hits.get("total", {}).get("value", 0))
-        events = [from_source(hit["_source"]) for hit in hits.get("hits", [])]
+        events = _readable(hits.get("hits", []))
         exact = counted <= TOTAL_HITS_CAP
         return SearchPage(total=min(counted, TOTAL_HITS_CAP), total_exact=exact, events=events)
 
@@ -168,8 +181,8 @@ class OpenSearchStore:
         # Newest first, like the embedded store, should one id ever sit in two daily indices.
         body = {"query": {"ids": {"values": [event_id]}}, "size": 1, "sort": [{"ts_us": {"order": "desc"}}]}
         answer = self._read(pattern(self.prefix), body)
-        hits = answer.get("hits", {}).get("hits", [])
-        return from_source(hits[0]["_source"]) if hits else None
+        events = _readable(answer.get("hits", {}).get("hits", []))
+        return events[0] if events else None
 
     def count(self, flt: LogFilter) -> int:
         path = f"/{indices_for(self.prefix, flt)}/_count"
