@@ -15,8 +15,10 @@ Guarantees (docs/shipper.md has the details):
   records describe the present, and a deque drops in O(1)); ``dropped`` counts every record that
   was never delivered (queue overflow, unserialisable records, records still queued at ``close``).
 * a daemon thread sends batches as gzip NDJSON to ``POST /api/v1/ingest``, retrying connection
-  errors, 429 and 5xx with exponential backoff (honouring ``Retry-After``); per-item rejections are
-  final and counted in ``rejected``. Memory stays bounded by ``max_queue + batch_size`` records.
+  errors, timeouts, 429 and 5xx with exponential backoff (honouring ``Retry-After``); per-item
+  rejections are final and counted in ``rejected``. Memory stays bounded by ``max_queue +
+  batch_size`` records. Each record carries an id made when it is logged, so a batch sent again
+  after a timeout that LogFlow had in fact taken is stored once.
 * ``flush(timeout)`` waits until the queue is delivered or the timeout passes; ``close()`` flushes
   and stops the thread, each step bounded by ``timeout``. ``logging.shutdown`` (run at interpreter
   exit) calls ``close``, so exit never hangs for more than about ``2 * timeout``, even when LogFlow
@@ -46,6 +48,16 @@ import weakref
 from typing import Any
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def record_id(created: float) -> str:
+    """A ULID for a record logged at ``created`` (48-bit milliseconds + 80 random bits, base 32):
+    time-ordered like the ids LogFlow makes itself, unique without coordination."""
+    value = (int(created * 1000) & (2**48 - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 _LEVELS = ((logging.CRITICAL, "CRITICAL"), (logging.ERROR, "ERROR"), (logging.WARNING, "WARN"),
            (logging.INFO, "INFO"), (logging.DEBUG, "DEBUG"))
@@ -140,6 +152,9 @@ class LogFlowHandler(logging.Handler):
 
     def _serialise(self, record: logging.LogRecord) -> bytes:
         item: dict[str, Any] = {
+            # Made here, once per record: a batch sent again after a timeout (LogFlow may have taken
+            # it) carries the same ids, and the store keeps each record once.
+            "id": record_id(record.created),
             "message": record.getMessage(),
             "timestamp": round(record.created * 1_000_000),
             "level": level_name(record.levelno),

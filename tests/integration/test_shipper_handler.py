@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import logging.config
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from logflow.domain.events import format_timestamp
 from logflow.handler import LogFlowHandler
@@ -185,3 +191,51 @@ def test_rejections_are_final_and_counted(logflow: LogFlow) -> None:
         assert (unauthorised.sent, unauthorised.rejected) == (0, 5)
         assert unauthorised.last_error is not None and unauthorised.last_error.startswith("HTTP 401")
     assert sorted(log["message"] for log in search_all(logflow, "rej")) == sorted(ZOOKEEPER[700:710])
+
+
+class _SlowFirstAnswer(BaseHTTPRequestHandler):
+    """Forwards every request to LogFlow; holds the first answer back past the client's timeout,
+    as a LogFlow that took the batch and answered too late does."""
+
+    target = ""
+    requests = 0
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+        answer = httpx.post(self.target + self.path, content=body, headers=headers, timeout=30)
+        type(self).requests += 1
+        if type(self).requests == 1:
+            time.sleep(2.0)
+        with contextlib.suppress(OSError):  # the client gave up on the first one
+            self.send_response(answer.status_code)
+            self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))
+            self.send_header("Content-Length", str(len(answer.content)))
+            self.end_headers()
+            self.wfile.write(answer.content)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_batch_sent_again_after_a_timeout_is_stored_once(logflow: LogFlow) -> None:
+    lines = ZOOKEEPER[700:720]
+    with serve_app(logflow.client.app) as url:
+        hop_class = type("Hop", (_SlowFirstAnswer,), {"target": url, "requests": 0})
+        hop = ThreadingHTTPServer(("127.0.0.1", 0), hop_class)
+        threading.Thread(target=hop.serve_forever, daemon=True).start()
+        try:
+            handler = LogFlowHandler(f"http://127.0.0.1:{hop.server_address[1]}", api_key=logflow.ingest_key,
+                                     service="resent", batch_size=100, flush_interval=0.05, timeout=0.5)
+            handler.backoff_max = 0.2
+            logger = make_logger(handler, Collect())
+            for line in lines:
+                logger.warning(line)
+            assert handler.drain(30)
+            handler.close()
+        finally:
+            hop.shutdown()
+            hop.server_close()
+    assert hop_class.requests >= 2  # LogFlow received the batch twice
+    assert handler.sent == len(lines) and handler.dropped == 0
+    assert sorted(log["message"] for log in search_all(logflow, "resent")) == sorted(lines)
