@@ -53,7 +53,9 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 def record_id(created: float) -> str:
     """A ULID for a record logged at ``created`` (48-bit milliseconds + 80 random bits, base 32):
-    time-ordered like the ids LogFlow makes itself, unique without coordination."""
+    time-ordered like the ids LogFlow makes itself, unique without coordination. The form of
+    ``logflow.domain.ids.new_ulid``, written out here because this module must work when copied
+    alone into an application."""
     value = (int(created * 1000) & (2**48 - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 

@@ -19,7 +19,6 @@ from logflow.backends.errors import BackendUnavailable
 from logflow.backends.queue.base import QueueRecord
 from logflow.backends.store.base import PreparedBatch
 from logflow.backends.store.embedded.prepare import prepare_payloads
-from logflow.backends.store.opensearch.mapping import encode_indexed_record
 from logflow.domain.events import LogEvent
 from logflow.domain.ids import new_ulid
 from logflow.domain.levels import Level
@@ -31,6 +30,7 @@ from logflow.settings import Settings
 from tests.conftest import loghub_rows
 from tests.e2e.helpers import child_pids
 from tests.integration.test_shipper import wait_for
+from tests.unit.test_opensearch_prepare import indexed_payload
 
 HELPER_MODULE = "logflow.ingest.prepare_worker"
 
@@ -184,12 +184,7 @@ def test_an_embedded_processor_stores_events_queued_in_opensearch_document_form(
     field arrives, through the helper, like format 2."""
     runtime = Runtime.build(Settings(data_dir=tmp_path / "data"))
     events = loghub_wire("Apache", 1500)
-    runtime.queue.publish([
-        QueueRecord(b"apache", encode_indexed_record(e.id, e.timestamp, e.level, e.service, e.message, e.host,
-                                                     e.trace_id, e.span_id, e.request_id, e.correlation_id,
-                                                     e.attributes, e.flags)[2])
-        for e in events
-    ])
+    runtime.queue.publish([QueueRecord(b"apache", indexed_payload(e)) for e in events])
     stop = threading.Event()
     processor, thread = run_processor(runtime, stop)
     try:

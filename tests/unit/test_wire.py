@@ -7,9 +7,9 @@ import struct
 import orjson
 import pytest
 
-from logflow.backends.store.opensearch.mapping import encode_indexed_record
 from logflow.domain.events import LogEvent
 from logflow.domain.levels import Level
+from tests.unit.test_opensearch_prepare import indexed_payload
 
 
 def _full_event() -> LogEvent:
@@ -52,19 +52,13 @@ def test_damaged_payloads_raise_the_errors_the_processor_dead_letters(payload: b
         LogEvent.from_wire(payload)
 
 
-def _indexed(event: LogEvent) -> bytes:
-    return encode_indexed_record(event.id, event.timestamp, event.level, event.service, event.message, event.host,
-                                 event.trace_id, event.span_id, event.request_id, event.correlation_id,
-                                 event.attributes, event.flags)[2]
-
-
 @pytest.mark.parametrize("event", [
     _full_event(),
     LogEvent(id="x", timestamp=-5, level=Level.TRACE, service="", message=""),
 ])
 def test_format_3_payloads_written_for_opensearch_give_every_field_back(event: LogEvent) -> None:
     """A processor with another store (or a dead-letter reader) reads the OpenSearch document form."""
-    payload = _indexed(event)
+    payload = indexed_payload(event)
     assert payload[0] == 3
     back = LogEvent.from_wire(payload)
     assert back == event
@@ -74,8 +68,8 @@ def test_format_3_payloads_written_for_opensearch_give_every_field_back(event: L
 
 @pytest.mark.parametrize("payload", [
     b"\x03", b"\x03" + b"\x00" * 12,
-    _indexed(_full_event()).replace(b'"message":', b'"mess":'),  # no message
-    _indexed(_full_event()).replace(b"01KAV9FT3V", b"01KAV9FT3/"),  # an id no writer may copy as is
+    indexed_payload(_full_event()).replace(b'"message":', b'"mess":'),  # no message
+    indexed_payload(_full_event()).replace(b"01KAV9FT3V", b"01KAV9FT3/"),  # an id no writer may copy as is
 ])
 def test_damaged_format_3_payloads_raise_the_errors_the_processor_dead_letters(payload: bytes) -> None:
     with pytest.raises((ValueError, KeyError, struct.error)):
