@@ -14,7 +14,15 @@ from collections.abc import Callable
 import pytest
 
 from logflow.backends.errors import QueueFull
-from logflow.backends.queue.base import ConsumedBatch, DeadLetter, EventQueue, QueueConsumer, QueueRecord
+from logflow.backends.queue.base import (
+    ConsumedBatch,
+    DeadLetter,
+    DeadLetterBatch,
+    DeadLetterCursor,
+    EventQueue,
+    QueueConsumer,
+    QueueRecord,
+)
 
 QueueFactory = Callable[..., EventQueue]
 
@@ -135,6 +143,84 @@ def test_dead_letters_round_trip_newest_first(queue_factory: QueueFactory) -> No
     assert queue.read_dead_letters(10) == [newer, older]
     assert queue.read_dead_letters(1) == [newer]
     assert queue.stats("g").dead_letters == 2
+
+
+def letters(count: int, start: int = 0) -> list[DeadLetter]:
+    return [DeadLetter(value=b"payload-%04d" % i, reason=f"refused {i % 3}", at_ms=1_700_000_000_000 + i)
+            for i in range(start, start + count)]
+
+
+def read_all(cursor: DeadLetterCursor, per_read: int) -> tuple[list[DeadLetter], list[DeadLetterBatch]]:
+    batches: list[DeadLetterBatch] = []
+    while (batch := cursor.read(per_read)) is not None:
+        assert 0 < len(batch.letters) <= per_read
+        batches.append(batch)
+    return [letter for batch in batches for letter in batch.letters], batches
+
+
+def test_dead_letter_cursor_reads_every_letter_once_across_commits(queue_factory: QueueFactory) -> None:
+    queue = queue_factory()
+    written = letters(7)
+    queue.dead_letter(written)
+    cursor = queue.dead_letter_cursor("replay")
+    assert cursor.pending == 7
+    first = cursor.read(3)
+    assert first is not None and len(first.letters) == 3
+    cursor.commit(first)
+    cursor.close()
+
+    again = queue.dead_letter_cursor("replay")
+    assert again.pending == 4
+    rest, batches = read_all(again, 2)
+    again.commit(batches[-1])
+    again.close()
+    assert Counter(first.letters + rest) == Counter(written)  # each letter once, reason and time kept
+
+    done = queue.dead_letter_cursor("replay")
+    assert done.pending == 0 and done.read(10) is None
+    done.close()
+    assert len(queue.read_dead_letters(100)) == 7  # replayed letters are still listed
+
+
+def test_dead_letter_cursor_stops_where_the_letters_ended_when_opened(queue_factory: QueueFactory) -> None:
+    queue = queue_factory()
+    queue.dead_letter(letters(3))
+    cursor = queue.dead_letter_cursor("replay")
+    later = letters(2, start=100)
+    queue.dead_letter(later)  # e.g. refused again while being replayed: waits for the next replay
+    seen, batches = read_all(cursor, 10)
+    assert sorted(letter.value for letter in seen) == [b"payload-0000", b"payload-0001", b"payload-0002"]
+    cursor.commit(batches[-1])
+    cursor.close()
+    following = queue.dead_letter_cursor("replay")
+    assert following.pending == 2
+    assert Counter(read_all(following, 10)[0]) == Counter(later)
+    following.close()
+
+
+def test_uncommitted_dead_letters_are_read_again_and_groups_are_independent(queue_factory: QueueFactory) -> None:
+    queue = queue_factory()
+    written = letters(5)
+    queue.dead_letter(written)
+    cursor = queue.dead_letter_cursor("a")
+    assert len(read_all(cursor, 10)[0]) == 5
+    cursor.close()  # nothing committed
+    cursor = queue.dead_letter_cursor("a")
+    assert cursor.pending == 5
+    seen, batches = read_all(cursor, 10)
+    cursor.commit(batches[-1])
+    cursor.close()
+    assert Counter(seen) == Counter(written)
+    other = queue.dead_letter_cursor("b")
+    assert other.pending == 5
+    other.close()
+
+
+def test_dead_letter_cursor_without_dead_letters(queue_factory: QueueFactory) -> None:
+    queue = queue_factory()
+    cursor = queue.dead_letter_cursor("replay")
+    assert cursor.pending == 0 and cursor.read(10) is None
+    cursor.close()
 
 
 def test_lag_shrinks_after_commit(queue_factory: QueueFactory) -> None:

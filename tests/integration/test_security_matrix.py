@@ -156,6 +156,7 @@ POLICY: dict[tuple[str, str], Call] = {
     ("DELETE", "/api/v1/cache/clear"): Call("admin"),
     ("GET", "/api/v1/pipeline/status"): Call("read"),
     ("GET", "/api/v1/pipeline/dead-letters"): Call("read"),
+    ("POST", "/api/v1/pipeline/dead-letters/replay"): Call("admin"),
     ("POST", "/api/v1/ingest"): Call("ingest", json=lambda ctx: {"message": "matrix"}),
     ("POST", "/_bulk"): Call("ingest", json=lambda ctx: {"index": {}}),
     ("POST", "/v1/logs"): Call("ingest", json=lambda ctx: {"resourceLogs": []}),

@@ -8,6 +8,7 @@ from logflow import __version__
 from logflow.cli.alerting import alerting
 from logflow.cli.bench import bench
 from logflow.cli.db import db
+from logflow.cli.dead_letters import dead_letters
 from logflow.cli.generate import generate
 from logflow.cli.kafka_source import kafka_source
 from logflow.cli.serve import api, processor, serve
@@ -26,5 +27,5 @@ def cli() -> None:
 
 
 for command in (serve, api, processor, kafka_source, status, generate, bench, db, users_group, api_keys_group,
-                alerting, ship):
+                alerting, ship, dead_letters):
     cli.add_command(command)

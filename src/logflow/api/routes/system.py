@@ -17,6 +17,7 @@ from logflow.auth.deps import AdminUser, AuthDep, ReadAccess, audit, resolve_pri
 from logflow.auth.service import AuthService
 from logflow.db.engine import ping
 from logflow.ingest.protocols import elasticsearch as es_protocol
+from logflow.ingest.replay import replay_dead_letters
 from logflow.runtime import Runtime
 from logflow.status import pipeline_status
 
@@ -153,3 +154,26 @@ async def dead_letters(
             for d in letters
         ],
     }
+
+
+@router.post("/api/v1/pipeline/dead-letters/replay", tags=["pipeline"])
+async def replay(
+    runtime: RuntimeDep,
+    admin: AdminUser,
+    request: Request,
+    dry_run: bool = False,
+    limit: Annotated[int | None, Query(ge=1, le=10_000_000)] = None,
+) -> dict[str, Any]:
+    """Put the dead letters not replayed yet back on the queue, oldest first (admin).
+
+    For after the cause is fixed (a write-blocked index unblocked, processors upgraded): the
+    processors then store them again, each event once. ``dry_run`` only counts them, by reason.
+    A payload that is no LogFlow queue format is counted as ``unreadable`` and passed over.
+    """
+    report = await run_in_threadpool(replay_dead_letters, runtime.queue, limit=limit, dry_run=dry_run)
+    if not dry_run:
+        await run_in_threadpool(
+            audit, runtime, admin, "dead_letters_replayed", "dead-letters", request,
+            {"replayed": report.replayed, "unreadable": report.unreadable, "remaining": report.remaining},
+        )
+    return report.to_json()

@@ -65,6 +65,40 @@ class QueueStats:
     dead_letters: int = 0
 
 
+@dataclass(slots=True)
+class DeadLetterBatch:
+    """Dead letters read by a cursor. ``position`` is opaque to callers: pass the batch to commit."""
+
+    letters: list[DeadLetter]
+    position: object = None
+
+
+class DeadLetterCursor(Protocol):
+    """One replay group's way through the dead letters, oldest first (per partition on Kafka).
+
+    It starts where the group last committed and ends where the dead letters ended when the
+    cursor was opened: a letter refused again while it is being replayed waits for the next
+    replay instead of going round in a loop. One cursor per group at a time; not thread-safe.
+    """
+
+    @property
+    def pending(self) -> int:
+        """Letters from the group's committed position to the end, as counted when opened."""
+        ...
+
+    def read(self, max_letters: int) -> DeadLetterBatch | None:
+        """Up to ``max_letters`` letters after the previous read; None once the end is reached."""
+        ...
+
+    def commit(self, batch: DeadLetterBatch) -> None:
+        """Durably mark ``batch`` (and everything before it) as replayed for the group."""
+        ...
+
+    def close(self) -> None:
+        """Release the group; uncommitted letters are read again by the next cursor."""
+        ...
+
+
 class QueueConsumer(Protocol):
     """One member of a consumer group. Not thread-safe: one consumer per processor loop."""
 
@@ -108,6 +142,10 @@ class EventQueue(Protocol):
 
     def read_dead_letters(self, limit: int) -> list[DeadLetter]:
         """The most recent dead letters, newest first."""
+        ...
+
+    def dead_letter_cursor(self, group: str) -> DeadLetterCursor:
+        """A cursor over the dead letters ``group`` has not committed yet (for replaying them)."""
         ...
 
     def stats(self, group: str) -> QueueStats:

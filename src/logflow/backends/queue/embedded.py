@@ -11,7 +11,6 @@ import errno
 import fcntl
 import logging
 import os
-import re
 import shutil
 import struct
 import threading
@@ -25,10 +24,16 @@ from pathlib import Path
 
 from logflow.backends.errors import BackendUnavailable, QueueFull, StorageFull
 from logflow.backends.queue.base import ConsumedBatch, DeadLetter, PartitionLag, QueueRecord, QueueStats, new_tuple
+from logflow.backends.queue.embedded_dead_letters import (
+    DEAD_LETTERS_DIR,
+    EmbeddedDeadLetterCursor,
+    decode_dead_letter,
+    encode_dead_letter,
+)
+from logflow.backends.queue.offsets import check_group, committed_offsets, read_offset, write_offset
 from logflow.backends.queue.segments import (
     DEFAULT_SEGMENT_BYTES,
     OffsetOutOfRange,
-    SegmentCorrupted,
     SegmentLog,
     fsync_dir,
 )
@@ -37,9 +42,6 @@ log = logging.getLogger(__name__)
 
 _RECORD = struct.Struct("<IIH")  # segment header (length, CRC) + the payload's u16 key length
 _KEY_LEN = struct.Struct("<H")
-_DEAD = struct.Struct("<QH")  # at_ms, reason length; then reason (UTF-8) and value
-_OFFSET = struct.Struct("<QI")  # committed offset + CRC32 of it
-_GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _POLL_INTERVAL_S = 0.02
 _DISK_CHECK_S = 1.0
 _FLOOR_REFRESH_S = 1.0
@@ -75,46 +77,6 @@ def decode_records(items: list[tuple[int, bytes]]) -> list[QueueRecord]:
     return out
 
 
-def _check_group(group: str) -> None:
-    if not _GROUP.fullmatch(group):
-        raise ValueError(f"invalid consumer group {group!r}: use letters, digits, '.', '_' or '-'")
-
-
-def _read_offset(path: Path) -> int | None:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    if len(raw) != _OFFSET.size or zlib.crc32(raw[:8]) != _OFFSET.unpack(raw)[1]:
-        raise SegmentCorrupted(f"committed offset file {path} is corrupt")
-    offset: int = _OFFSET.unpack(raw)[0]
-    return offset
-
-
-def _write_offset(path: Path, offset: int) -> None:
-    """Replace the offset file atomically and durably (temp file, fsync, rename, dir fsync)."""
-    raw = offset.to_bytes(8, "little")
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, raw + zlib.crc32(raw).to_bytes(4, "little"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def _committed_offsets(offsets_dir: Path) -> list[int]:
-    found = []
-    for name in os.listdir(offsets_dir):
-        if name.endswith(".offset"):
-            value = _read_offset(offsets_dir / name)
-            if value is not None:
-                found.append(value)
-    return found
-
-
 def _ensure_dir(path: Path) -> None:
     if not path.is_dir():
         path.mkdir(parents=True, exist_ok=True)
@@ -131,7 +93,7 @@ class EmbeddedConsumer:
     def __init__(
         self, directory: Path, group: str, *, on_commit: Callable[[], None], max_bytes: int = 16 << 20
     ) -> None:
-        _check_group(group)
+        check_group(group)
         self.group = group
         self._offsets = directory / "offsets"
         self._path = self._offsets / f"{group}.offset"
@@ -148,12 +110,12 @@ class EmbeddedConsumer:
             ) from None
         self._log = SegmentLog(directory, mode="reader")
         try:
-            committed = _read_offset(self._path)
+            committed = read_offset(self._path)
             if committed is None:
                 # A new group starts at the oldest kept record, and registers at once so that its
                 # backlog counts and segments it has not read yet are not deleted under it.
                 committed = self._log.first_offset()
-                _write_offset(self._path, committed)
+                write_offset(self._path, committed)
         except BaseException:
             self._log.close()
             os.close(self._lock_fd)
@@ -196,10 +158,10 @@ class EmbeddedConsumer:
             raise BackendUnavailable(f"consumer of group {self.group!r} is closed")
         if position <= self._committed:
             return  # an older batch: committed offsets never go backwards
-        _write_offset(self._path, position)
+        write_offset(self._path, position)
         self._committed = position
         self._on_commit()
-        self._log.delete_before(min(_committed_offsets(self._offsets)))
+        self._log.delete_before(min(committed_offsets(self._offsets)))
 
     def rewind(self) -> None:
         """Forget uncommitted progress: the next poll starts right after the last commit."""
@@ -238,11 +200,11 @@ class EmbeddedQueue:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._offsets = self.directory / "offsets"
         _ensure_dir(self._offsets)
-        _ensure_dir(self.directory / "deadletters")
+        _ensure_dir(self.directory / DEAD_LETTERS_DIR)
         self._max_backlog = max_backlog_bytes
         self._min_free = min_free_disk_bytes
         self._publish_timeout_s = publish_timeout_s
-        self._dead = SegmentLog(self.directory / "deadletters", _DEAD_SEGMENT_BYTES, mode="shared")
+        self._dead = SegmentLog(self.directory / DEAD_LETTERS_DIR, _DEAD_SEGMENT_BYTES, mode="shared")
         try:
             self._log = SegmentLog(self.directory, segment_bytes, mode="writer" if writer else "reader")
         except BaseException:
@@ -299,10 +261,7 @@ class EmbeddedQueue:
 
     def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
         """Durably keep refused payloads with their reason (any process may call this)."""
-        payloads = []
-        for letter in letters:
-            reason = letter.reason.encode()[:0xFFFF]
-            payloads.append(_DEAD.pack(letter.at_ms, len(reason)) + reason + letter.value)
+        payloads = [encode_dead_letter(letter) for letter in letters]
         if not payloads:
             return
         try:
@@ -321,18 +280,17 @@ class EmbeddedQueue:
         while offset < end:
             items, offset = self._dead.read_from(offset, 10_000, 8 << 20)
             newest.extend(payload for _, payload in items)
-        letters = []
-        for payload in reversed(newest):
-            at_ms, size = _DEAD.unpack_from(payload)
-            reason = payload[_DEAD.size : _DEAD.size + size].decode(errors="replace")
-            letters.append(DeadLetter(value=payload[_DEAD.size + size :], reason=reason, at_ms=at_ms))
-        return letters
+        return [decode_dead_letter(payload) for payload in reversed(newest)]
+
+    def dead_letter_cursor(self, group: str) -> EmbeddedDeadLetterCursor:
+        """A cursor over the dead letters replay group ``group`` has not committed yet."""
+        return EmbeddedDeadLetterCursor(self._dead, self.directory / DEAD_LETTERS_DIR, group)
 
     def stats(self, group: str) -> QueueStats:
         """Lag of ``group`` in bytes (one partition), backlog, dead letters and health."""
-        _check_group(group)
+        check_group(group)
         end = self._log.durable_end()
-        committed = _read_offset(self._offsets / f"{group}.offset")
+        committed = read_offset(self._offsets / f"{group}.offset")
         if committed is None:
             committed = self._log.first_offset()
         self._forget_floor()
@@ -424,7 +382,7 @@ class EmbeddedQueue:
         """The slowest group's committed offset (or the oldest kept record without groups)."""
         now = time.monotonic()
         if now - self._floor_at >= _FLOOR_REFRESH_S:
-            committed = _committed_offsets(self._offsets)
+            committed = committed_offsets(self._offsets)
             self._floor = min(committed) if committed else self._log.first_offset()
             self._floor_at = now
         return self._floor

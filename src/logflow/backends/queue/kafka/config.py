@@ -138,5 +138,12 @@ class KafkaOptions:
         config.update(self.extra)
         return config
 
+    def replay(self, group: str) -> ClientConfig:
+        """A consumer that assign()s the dead-letter partitions and commits for replay group ``group``."""
+        config = self.reader()
+        config.update({"group.id": group, "socket.timeout.ms": 10_000})
+        config.update(self.extra)
+        return config
+
     def admin(self) -> ClientConfig:
         return self.common()

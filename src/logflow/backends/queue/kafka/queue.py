@@ -11,7 +11,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from logflow.backends.errors import BackendUnavailable
@@ -19,6 +19,7 @@ from logflow.backends.queue.base import DeadLetter, PartitionLag, QueueRecord, Q
 from logflow.backends.queue.kafka import admin as kadmin
 from logflow.backends.queue.kafka.config import AT_MS_HEADER, REASON_HEADER, KafkaOptions, parse_kafka_url
 from logflow.backends.queue.kafka.consumer import KafkaConsumer
+from logflow.backends.queue.kafka.dead_letters import KafkaDeadLetterCursor, SortedLetter, dead_letter_of
 from logflow.backends.queue.kafka.diagnostics import describe
 from logflow.backends.queue.kafka.packing import PACK_HEADER, PACK_VERSION, encode, packs
 from logflow.backends.queue.kafka.producer import Headers, OutRecord, ReliableProducer
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 _TOPIC_SETUP_S = 15.0  # creating topics may wait for a controller; only at start-up
 _DEAD_LETTER_READ_S = 5.0
 _SERVE_INTERVAL_S = 0.1
-_SortedLetter = tuple[tuple[int, int], DeadLetter]  # ((record timestamp, at_ms), letter)
 _PACKED: Headers = [(PACK_HEADER, PACK_VERSION)]
 
 
@@ -185,6 +185,18 @@ class KafkaQueue:
                                    key=lambda item: item[0], reverse=True)
         return [letter for _, letter in itertools.islice(newest_first, limit)]
 
+    def dead_letter_cursor(self, group: str) -> KafkaDeadLetterCursor:
+        """A cursor over the dead letters replay group ``group`` has not committed yet."""
+        if self._closed:
+            raise BackendUnavailable("Kafka queue is closed")
+        group_id = self.group_id(group)
+        self._groups.add(group_id)
+        try:
+            return KafkaDeadLetterCursor(self._options, self._admin, self.dead_letter_topic, group_id)
+        except BackendUnavailable:
+            self._renew_admin()
+            raise
+
     def _renew_admin(self) -> None:
         """Replace the admin client after a failure.
 
@@ -277,9 +289,9 @@ class KafkaQueue:
                 )
                 self._topics_ready = True
 
-    def _read_ranges(self, ranges: dict[int, tuple[int, int]]) -> dict[int, list[_SortedLetter]]:
+    def _read_ranges(self, ranges: dict[int, tuple[int, int]]) -> dict[int, list[SortedLetter]]:
         """Dead letters of offsets [start, end) per partition, each tagged with its sort key."""
-        found: dict[int, list[_SortedLetter]] = {p: [] for p in ranges}
+        found: dict[int, list[SortedLetter]] = {p: [] for p in ranges}
         unfinished = set(ranges)
         deadline = kadmin.Deadline(_DEAD_LETTER_READ_S)
         try:
@@ -305,7 +317,7 @@ class KafkaQueue:
                         continue
                     start, end = ranges[partition]
                     if offset >= start:
-                        found[partition].append(_dead_letter(message))
+                        found[partition].append(dead_letter_of(message))
                     if offset >= end - 1:
                         unfinished.discard(partition)
         except KafkaException as exc:
@@ -316,19 +328,3 @@ class KafkaQueue:
             log.warning("dead-letter partition(s) %s not read to the end within %.0fs",
                         sorted(unfinished), _DEAD_LETTER_READ_S)
         return found
-
-
-def _dead_letter(message: Message) -> _SortedLetter:
-    """A dead letter from its record, with (record timestamp, at_ms) to order partitions by."""
-    raw = message.headers() or []
-    headers = dict(raw.items() if isinstance(raw, dict) else raw)
-    _, timestamp = message.timestamp()
-
-    def text(name: str) -> str:
-        value = headers.get(name)
-        return value.decode(errors="replace") if isinstance(value, bytes) else (value or "")
-
-    at_ms_text = text(AT_MS_HEADER)
-    at_ms = int(at_ms_text) if at_ms_text.isdigit() else timestamp  # written by something else
-    letter = DeadLetter(value=message.value() or b"", reason=text(REASON_HEADER), at_ms=at_ms)
-    return (timestamp, at_ms), letter
