@@ -14,16 +14,18 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from logflow.backends.errors import BackendUnavailable
+from logflow.backends.errors import QueueFull, ReplayInProgress
 from logflow.backends.queue.base import DeadLetter
 from logflow.backends.queue.embedded import EmbeddedQueue
+from logflow.backends.queue.kafka.packing import encode as encode_pack
 from logflow.backends.store.opensearch.client import parse_store_url
 from logflow.backends.store.opensearch.mapping import index_name
 from logflow.cli.main import cli
 from logflow.domain.events import encode_record, read_document_record, read_wire
+from logflow.domain.levels import Level
 from logflow.ingest.limits import IngestLimits
 from logflow.ingest.normalize import ItemError, normalize_into
-from logflow.ingest.replay import replay_dead_letters
+from logflow.ingest.replay import DEFAULT_REPLAY_GROUP, ReplayInterrupted, replay_dead_letters
 from logflow.settings import Settings
 from tests.conftest import (
     LogFlow,
@@ -62,24 +64,28 @@ def test_replay_stores_each_dead_letter_once_and_passes_foreign_payloads_over(lo
     refused = "store refused the event: index blocked"
     logflow.runtime.queue.dead_letter([DeadLetter(payload, refused, at_ms) for payload in payloads])
     logflow.runtime.queue.dead_letter([DeadLetter(FOREIGN, "unreadable queue payload", at_ms)])
+    # Format 1 as dead letters keep events, but not decodable by a processor: a service that is
+    # no string, an event without an id. Never replayed (they could never be stored).
+    logflow.runtime.queue.dead_letter([DeadLetter(b'{"t":1,"l":1,"s":5,"i":"x","m":"m"}', "undecodable", at_ms),
+                                       DeadLetter(b'{"t":1,"l":1,"s":"svc","m":"no id"}', "undecodable", at_ms)])
 
     assert logflow.client.post(REPLAY).status_code == 401
     reader = {"X-API-Key": logflow.api_key("admin", ["read"])}
     assert logflow.client.post(REPLAY, headers=reader).status_code == 403  # replaying takes an admin
     dry = logflow.admin.post(REPLAY, params={"dry_run": "true"}).json()
     assert dry == {
-        "dry_run": True, "pending": 61, "read": 61, "replayed": 0, "unreadable": 1, "remaining": 61,
+        "dry_run": True, "pending": 63, "read": 63, "replayed": 0, "unreadable": 3, "remaining": 63,
         "reasons": [{"reason": "store refused the event: index blocked", "count": 60},
-                    {"reason": "unreadable queue payload", "count": 1}],
+                    {"reason": "undecodable", "count": 2}, {"reason": "unreadable queue payload", "count": 1}],
     }
     assert total(logflow, service="openssh") == 0  # a dry run publishes nothing
 
     first = logflow.admin.post(REPLAY, params={"limit": 25}).json()
-    assert (first["read"], first["remaining"]) == (25, 36)
+    assert (first["read"], first["remaining"]) == (25, 38)
     rest = logflow.admin.post(REPLAY).json()
-    assert (rest["pending"], rest["read"], rest["remaining"]) == (36, 36, 0)
-    # On Kafka the letters are spread over partitions: the foreign one may come in either part.
-    assert (first["replayed"] + rest["replayed"], first["unreadable"] + rest["unreadable"]) == (60, 1)
+    assert (rest["pending"], rest["read"], rest["remaining"]) == (38, 38, 0)
+    # On Kafka the letters are spread over partitions: the foreign ones may come in either part.
+    assert (first["replayed"] + rest["replayed"], first["unreadable"] + rest["unreadable"]) == (60, 3)
     assert total(logflow, service="openssh") == 60
     for payload in payloads[:5]:
         event_id = _format_3_id(payload) if payload[:1] == b"\x03" else read_wire(payload)[3]["i"]
@@ -88,10 +94,52 @@ def test_replay_stores_each_dead_letter_once_and_passes_foreign_payloads_over(lo
     assert logflow.admin.post(REPLAY).json()["pending"] == 0  # the group remembers how far it got
     # A second group replays everything again: the store still keeps each event once.
     again = replay_dead_letters(logflow.runtime.queue, group="second-pass")
-    assert (again.replayed, again.unreadable) == (60, 1)
+    assert (again.replayed, again.unreadable) == (60, 3)
     assert total(logflow, service="openssh") == 60
     listed = logflow.admin.get("/api/v1/pipeline/dead-letters", params={"limit": 1000}).json()
-    assert listed["count"] == 61  # replayed letters stay listed
+    assert listed["count"] == 63  # replayed letters stay listed
+
+
+def test_a_pack_dead_lettered_whole_is_replayed_as_its_events(logflow: LogFlow) -> None:
+    """A processor older than packs dead-letters a whole Kafka pack as one payload."""
+    payloads = queue_payloads(logflow, loghub_events("Apache", limit=40))
+    logflow.runtime.queue.dead_letter([DeadLetter(encode_pack(payloads), "unknown queue wire format", 1)])
+    report = logflow.admin.post(REPLAY).json()
+    assert (report["read"], report["replayed"], report["unreadable"]) == (1, 40, 0)
+    assert total(logflow, service="apache") == 40
+
+
+def test_one_replay_of_a_group_at_a_time(logflow: LogFlow) -> None:
+    payloads = queue_payloads(logflow, loghub_events("HDFS"))
+    logflow.runtime.queue.dead_letter([DeadLetter(p, "refused", 1) for p in payloads])
+    answers: list[int] = []
+
+    def meanwhile(_: int) -> None:  # called between batches of the first replay
+        if not answers:
+            answers.append(logflow.admin.post(REPLAY).status_code)
+
+    report = replay_dead_letters(logflow.runtime.queue, progress=meanwhile)
+    assert answers == [409] and report.replayed == len(payloads) == 2000
+    assert total(logflow, service="hdfs") == 2000
+
+
+def test_a_replay_that_stops_part_way_keeps_what_it_committed(tmp_path: Path) -> None:
+    queue = EmbeddedQueue(tmp_path / "queue", max_backlog_bytes=256 * 1024, min_free_disk_bytes=0)
+    try:
+        queue.consumer("processors").close()  # a group that does not consume: the backlog fills up
+        payloads = [encode_record(f"id-{i:05d}", 1_700_000_000_000_000 + i, Level.INFO, "svc", "x" * 300, None,
+                                  None, None, None, None, {}, ())[2] for i in range(5000)]
+        queue.dead_letter([DeadLetter(p, "refused", 1) for p in payloads])
+        with pytest.raises(ReplayInterrupted) as stopped:
+            replay_dead_letters(queue)
+        done = stopped.value.report
+        assert isinstance(stopped.value.cause, QueueFull)
+        assert 0 < done.replayed < 5000 and done.replayed % 1000 == 0 and done.read == done.replayed
+        cursor = queue.dead_letter_cursor(DEFAULT_REPLAY_GROUP)
+        assert cursor.pending == 5000 - done.replayed  # the committed batches stay replayed
+        cursor.close()
+    finally:
+        queue.close()
 
 
 def _format_3_id(payload: bytes) -> str:
@@ -190,7 +238,7 @@ def test_one_replay_per_group_at_a_time_on_the_embedded_queue(tmp_path: Path) ->
     try:
         queue.dead_letter([DeadLetter(b"x", "refused", 1)])
         cursor = queue.dead_letter_cursor("replay")
-        with pytest.raises(BackendUnavailable, match="being replayed already"):
+        with pytest.raises(ReplayInProgress, match="being replayed already"):
             queue.dead_letter_cursor("replay")
         other = queue.dead_letter_cursor("another-group")
         assert other.pending == 1

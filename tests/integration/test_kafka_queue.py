@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition, murmur2
+from confluent_kafka.admin import AdminClient
 
 from logflow.backends.errors import BackendUnavailable
 from logflow.backends.queue.base import ConsumedBatch, DeadLetter, QueueRecord
@@ -517,3 +518,47 @@ def test_a_dead_cluster_fails_publish_and_reports_unhealthy() -> None:
             queue.publish([QueueRecord(b"svc", b"lost")])
     finally:
         queue.close()
+
+
+def _dead_letters(count: int, start: int = 0) -> list[DeadLetter]:
+    return [DeadLetter(b"letter-%03d" % i, "refused", 1) for i in range(start, start + count)]
+
+
+@distributed
+def test_a_dead_letter_replay_never_moves_its_group_backwards(make_queue: MakeQueue) -> None:
+    """Kafka cannot lock a replay group: two cursors of one group may be open (two processes)."""
+    queue = make_queue(partitions=1)
+    queue.dead_letter(_dead_letters(10))
+    ahead, behind = queue.dead_letter_cursor("replay"), queue.dead_letter_cursor("replay")
+    batch = ahead.read(100)
+    assert batch is not None and len(batch.letters) == 10
+    ahead.commit(batch)
+    ahead.close()
+    slow = behind.read(3)
+    assert slow is not None
+    behind.commit(slow)  # committed before it: 10; this must not take the group back to 3
+    behind.close()
+    after = queue.dead_letter_cursor("replay")
+    assert after.pending == 0
+    after.close()
+
+
+@distributed
+def test_a_replay_after_retention_deleted_letters_starts_at_the_oldest_kept_one(make_queue: MakeQueue) -> None:
+    queue = make_queue(partitions=1)
+    queue.dead_letter(_dead_letters(12))
+    cursor = queue.dead_letter_cursor("replay")
+    first = cursor.read(3)
+    assert first is not None
+    cursor.commit(first)
+    cursor.close()
+    admin = AdminClient({"bootstrap.servers": queue.bootstrap_servers})  # plays the broker's retention
+    for future in admin.delete_records([TopicPartition(queue.dead_letter_topic, 0, 8)]).values():
+        future.result(10)
+    cursor = queue.dead_letter_cursor("replay")
+    assert cursor.pending == 4  # offsets 3-7 are gone: not counted, not waited for
+    seen = []
+    while (batch := cursor.read(100)) is not None:
+        seen += [letter.value for letter in batch.letters]
+    cursor.close()
+    assert seen == [b"letter-%03d" % i for i in range(8, 12)]

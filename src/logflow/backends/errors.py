@@ -25,3 +25,7 @@ class StorageFull(BackendError):
     def __init__(self, message: str, retry_after_s: int = 30) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class ReplayInProgress(BackendError):
+    """Another replay of the same dead-letter replay group is running (maps to HTTP 409)."""

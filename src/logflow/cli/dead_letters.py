@@ -11,11 +11,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from logflow.backends.errors import BackendUnavailable, QueueFull, StorageFull
+from logflow.backends.errors import BackendError, BackendUnavailable, ReplayInProgress
 from logflow.backends.queue.base import EventQueue
+from logflow.backends.queue.offsets import check_group
 from logflow.backends.queue.segments import LogLocked
 from logflow.cli.common import load
-from logflow.ingest.replay import DEFAULT_REPLAY_GROUP, ReplayReport, replay_dead_letters
+from logflow.ingest.replay import DEFAULT_REPLAY_GROUP, ReplayInterrupted, ReplayReport, replay_dead_letters
 from logflow.runtime import build_queue
 from logflow.settings import Settings
 
@@ -38,6 +39,14 @@ def _open_queue(settings: Settings, *, writer: bool) -> EventQueue:
 @click.group("dead-letters")
 def dead_letters() -> None:
     """Events the store refused: list them, replay them onto the queue once the cause is fixed."""
+
+
+def _valid_group(_: click.Context, __: click.Parameter, value: str) -> str:
+    try:
+        check_group(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
 
 
 @dead_letters.command("list")
@@ -73,7 +82,7 @@ def list_letters(data_dir: Path | None, limit: int, as_json: bool) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Data directory")
 @click.option("--dry-run", is_flag=True, help="Only count what would be replayed, by reason")
 @click.option("--limit", type=click.IntRange(1, None), default=None, help="Replay at most N letters")
-@click.option("--group", default=DEFAULT_REPLAY_GROUP, show_default=True,
+@click.option("--group", default=DEFAULT_REPLAY_GROUP, show_default=True, callback=_valid_group,
               help="Replay group: remembers how far replays got")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON")
 def replay(data_dir: Path | None, dry_run: bool, limit: int | None, group: str, as_json: bool) -> None:
@@ -91,8 +100,14 @@ def replay(data_dir: Path | None, dry_run: bool, limit: int | None, group: str, 
 
             report = replay_dead_letters(queue, group=group, limit=limit, dry_run=dry_run, on_start=started,
                                          progress=lambda n: bar.advance(task, n))
-    except (BackendUnavailable, QueueFull, StorageFull, ValueError) as exc:
-        raise click.ClickException(f"replay stopped: {exc}") from None
+    except ReplayInProgress as exc:
+        raise click.ClickException(str(exc)) from None
+    except ReplayInterrupted as exc:
+        _print_report(exc.report)
+        raise click.ClickException(f"replay stopped part way (what is reported above stays replayed): {exc.cause}"
+                                   ) from None
+    except BackendError as exc:
+        raise click.ClickException(f"cannot read the dead letters: {exc}") from None
     finally:
         queue.close()
     if as_json:

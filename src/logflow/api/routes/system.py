@@ -13,11 +13,12 @@ from starlette.concurrency import run_in_threadpool
 from logflow import __version__
 from logflow.api.deps import RuntimeDep
 from logflow.api.routes._json import json_response
-from logflow.auth.deps import AdminUser, AuthDep, ReadAccess, audit, resolve_principal
+from logflow.auth.deps import AdminUser, AuthDep, Principal, ReadAccess, audit, resolve_principal
 from logflow.auth.service import AuthService
+from logflow.backends.errors import ReplayInProgress
 from logflow.db.engine import ping
 from logflow.ingest.protocols import elasticsearch as es_protocol
-from logflow.ingest.replay import replay_dead_letters
+from logflow.ingest.replay import ReplayInterrupted, ReplayReport, replay_dead_letters
 from logflow.runtime import Runtime
 from logflow.status import pipeline_status
 
@@ -156,24 +157,40 @@ async def dead_letters(
     }
 
 
-@router.post("/api/v1/pipeline/dead-letters/replay", tags=["pipeline"])
+@router.post(
+    "/api/v1/pipeline/dead-letters/replay",
+    tags=["pipeline"],
+    responses={409: {"description": "a replay is running already"},
+               503: {"description": "the queue failed part way; `report` tells what was replayed before"}},
+)
 async def replay(
     runtime: RuntimeDep,
     admin: AdminUser,
     request: Request,
     dry_run: bool = False,
     limit: Annotated[int | None, Query(ge=1, le=10_000_000)] = None,
-) -> dict[str, Any]:
+) -> Response:
     """Put the dead letters not replayed yet back on the queue, oldest first (admin).
 
     For after the cause is fixed (a write-blocked index unblocked, processors upgraded): the
     processors then store them again, each event once. ``dry_run`` only counts them, by reason.
     A payload that is no LogFlow queue format is counted as ``unreadable`` and passed over.
     """
-    report = await run_in_threadpool(replay_dead_letters, runtime.queue, limit=limit, dry_run=dry_run)
-    if not dry_run:
+    try:
+        report = await run_in_threadpool(replay_dead_letters, runtime.queue, limit=limit, dry_run=dry_run)
+    except ReplayInProgress as exc:
+        return json_response({"detail": str(exc)}, status_code=409)
+    except ReplayInterrupted as exc:
+        await _audit_replay(runtime, admin, request, exc.report)
+        body = {"detail": f"replay stopped part way: {exc.cause}", "report": exc.report.to_json()}
+        return json_response(body, status_code=503, headers={"Retry-After": "5"})
+    await _audit_replay(runtime, admin, request, report)
+    return json_response(report.to_json())
+
+
+async def _audit_replay(runtime: Runtime, admin: Principal, request: Request, report: ReplayReport) -> None:
+    if not report.dry_run:
         await run_in_threadpool(
             audit, runtime, admin, "dead_letters_replayed", "dead-letters", request,
             {"replayed": report.replayed, "unreadable": report.unreadable, "remaining": report.remaining},
         )
-    return report.to_json()

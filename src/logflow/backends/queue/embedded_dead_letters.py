@@ -13,7 +13,7 @@ import os
 import struct
 from pathlib import Path
 
-from logflow.backends.errors import BackendUnavailable
+from logflow.backends.errors import BackendUnavailable, ReplayInProgress
 from logflow.backends.queue.base import DeadLetter, DeadLetterBatch
 from logflow.backends.queue.offsets import check_group, read_offset, write_offset
 from logflow.backends.queue.segments import SegmentLog, fsync_dir
@@ -52,7 +52,10 @@ class EmbeddedDeadLetterCursor:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lock_fd)
-            raise BackendUnavailable(f"dead letters of replay group {group!r} are being replayed already") from None
+            raise ReplayInProgress(f"dead letters of replay group {group!r} are being replayed already") from None
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         try:
             first = log.first_offset()
             self._committed = max(first, read_offset(self._path) or first)

@@ -134,6 +134,9 @@ class KafkaOptions:
             "group.id": f"{self.client_id}-reader",  # required by the client; never joined
             "enable.auto.commit": False,
             "enable.partition.eof": True,  # tells us when a partition's end was reached
+            # An assigned offset that retention deleted meanwhile: read from the oldest kept one
+            # (the default, "latest", would skip the partition's letters without a word).
+            "auto.offset.reset": "earliest",
         })
         config.update(self.extra)
         return config

@@ -4,10 +4,17 @@ A replay group is an ordinary Kafka consumer group id that only ever commits off
 dead-letter topic: the cursor assign()s every partition at the group's committed offset (the
 oldest kept record if it never committed) and reads up to the high watermarks it found when it
 was opened.
+
+Kafka cannot lock the group: two replays of one group started at the same moment from two
+processes may both publish some letters (the store keeps each event once), and a commit never
+moves the group's offset backwards. A group that never has members keeps its offsets for the
+broker's ``offsets.retention.minutes`` (7 days by default) after its last commit; a replay after
+that starts again at the oldest kept letter.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -18,6 +25,8 @@ from logflow.backends.queue.base import DeadLetter, DeadLetterBatch
 from logflow.backends.queue.kafka import admin as kadmin
 from logflow.backends.queue.kafka.config import AT_MS_HEADER, REASON_HEADER, KafkaOptions
 from logflow.backends.queue.kafka.diagnostics import describe
+
+log = logging.getLogger(__name__)
 
 # How long one read may go without a record before the cursor gives up on the broker.
 _READ_STALL_S = 15.0
@@ -55,6 +64,10 @@ class KafkaDeadLetterCursor:
         self._ranges: dict[int, tuple[int, int]] = {}
         for (_, partition), mark in marks.items():
             start = max(mark.low, committed.get(partition, mark.low))
+            if start > mark.high:  # the partition lost records (an unclean leader election)
+                log.warning("replay group %s: committed offset %d of dead-letter partition %d is past its end %d; "
+                            "reading from the oldest kept letter", group_id, start, partition, mark.high)
+                start = mark.low
             if start < mark.high:
                 self._ranges[partition] = (start, mark.high)
         self._pending = sum(end - start for start, end in self._ranges.values())
@@ -63,11 +76,16 @@ class KafkaDeadLetterCursor:
         # a batch commits everything read before it too, on every partition.
         self._read_to: dict[int, int] = {}
         self._closed = False
+        self._broken = False  # a read failed part way: its letters count as not read, so stop here
         try:
             self._consumer = Consumer(options.replay(group_id))
+        except KafkaException as exc:
+            raise BackendUnavailable(f"cannot read dead letters: {describe(exc)}") from exc
+        try:
             if self._ranges:
                 self._consumer.assign([TopicPartition(topic, p, start) for p, (start, _) in self._ranges.items()])
         except KafkaException as exc:
+            self._consumer.close()
             raise BackendUnavailable(f"cannot read dead letters: {describe(exc)}") from exc
 
     @property
@@ -78,6 +96,7 @@ class KafkaDeadLetterCursor:
         self._check_open()
         letters: list[DeadLetter] = []
         stalled_at = time.monotonic() + _READ_STALL_S
+        self._broken = True  # until this read returns
         try:
             while self._unfinished and len(letters) < max_letters:
                 messages = self._consumer.consume(max_letters - len(letters), 0.5)
@@ -91,6 +110,7 @@ class KafkaDeadLetterCursor:
                     stalled_at = time.monotonic() + _READ_STALL_S
         except KafkaException as exc:
             raise BackendUnavailable(f"reading dead letters failed: {describe(exc)}") from exc
+        self._broken = False
         if not letters:
             return None
         return DeadLetterBatch(letters=letters, position=dict(self._read_to))
@@ -100,11 +120,14 @@ class KafkaDeadLetterCursor:
         following = batch.position
         if not isinstance(following, dict):
             raise TypeError("commit() needs a batch returned by this cursor's read()")
-        offsets = [TopicPartition(self._topic, p, offset) for p, offset in following.items()]
-        if not offsets:
-            return
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            # Never backwards: another replay of the group (another process) may have got further.
+            now = self._consumer.committed([TopicPartition(self._topic, p) for p in following], timeout=10)
+            ahead = {tp.partition: tp.offset for tp in now if tp.error is None and tp.offset >= 0}
+            offsets = [TopicPartition(self._topic, p, offset) for p, offset in following.items()
+                       if offset > ahead.get(p, -1)]
+            if offsets:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             raise BackendUnavailable(f"committing replayed dead letters failed: {describe(exc)}") from exc
 
@@ -136,3 +159,5 @@ class KafkaDeadLetterCursor:
     def _check_open(self) -> None:
         if self._closed:
             raise BackendUnavailable("dead-letter cursor is closed")
+        if self._broken:
+            raise BackendUnavailable("a read of this dead-letter cursor failed part way: open a new cursor")
