@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from logflow.backends.errors import QueueFull, ReplayInProgress
-from logflow.backends.queue.base import DeadLetter
+from logflow.backends.queue.base import DeadLetter, QueueRecord
 from logflow.backends.queue.embedded import EmbeddedQueue
 from logflow.backends.queue.kafka.packing import encode as encode_pack
 from logflow.backends.store.opensearch.client import parse_store_url
@@ -247,3 +247,27 @@ def test_one_replay_per_group_at_a_time_on_the_embedded_queue(tmp_path: Path) ->
         queue.dead_letter_cursor("replay").close()  # free again once closed
     finally:
         queue.close()
+
+
+def test_payloads_of_another_writer_with_fields_of_the_wrong_type_are_dead_lettered(logflow: LogFlow) -> None:
+    """Before: each of these crashed the processor (embedded or OpenSearch), on every retry."""
+    ts = time.time_ns() // 1000
+    foreign = [
+        b'{"t":%d,"l":1,"s":5,"i":"x1","m":"a number as the service"}' % ts,
+        b'{"t":%d,"l":1,"s":"svc","i":7,"m":"a number as the id"}' % ts,
+        b'{"t":%d,"l":1,"s":"svc","i":"x3","m":["a list as the message"]}' % ts,
+        b'{"t":"soon","l":1,"s":"svc","i":"x4","m":"a string as the timestamp"}',
+        b'{"t":%d,"l":1,"s":"svc","i":"x5","m":"a list as the attributes","a":[1,2]}' % ts,
+        b'{"t":%d,"l":1,"s":"svc","i":"x6","m":"flags that are no list","f":"x"}' % ts,
+        b'{"t":%d,"l":1,"s":"svc","i":"x7","m":"a number as the host","h":3}' % ts,
+    ]
+    logflow.runtime.queue.publish([QueueRecord(b"svc", payload) for payload in foreign])
+    assert logflow.ingest({"message": "after them", "service": "ok"}).status_code == 202
+    logflow.settle()
+    assert total(logflow, service="ok") == 1 and total(logflow, service="svc") == 0
+    assert all(thread.is_alive() for thread in logflow.threads)  # the processor carried on
+    letters = logflow.runtime.queue.read_dead_letters(100)
+    assert sorted(letter.value for letter in letters) == sorted(foreign)
+    assert all(letter.reason.startswith("undecodable queue payload") for letter in letters)
+    report = logflow.admin.post(REPLAY).json()
+    assert (report["replayed"], report["unreadable"]) == (0, 7)  # never put back: they cannot be stored

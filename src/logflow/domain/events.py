@@ -79,6 +79,41 @@ def read_wire(payload: bytes) -> tuple[int, Level, str, dict[str, Any], bytes | 
     return timestamp, _LEVEL_BY_NUMBER[level], payload[start : start + size].decode(), doc, body_json
 
 
+def check_wire_fields(timestamp: object, service: object, body: dict[str, Any]) -> None:
+    """TypeError unless what ``read_wire`` gave has the types the stores rely on: an integer
+    timestamp; strings for service, id, message and host; an object of attributes; a list of flags.
+
+    LogFlow's own encoders cannot write anything else, but the queue may hold payloads from
+    elsewhere (another writer on the topic); without this check such a payload (a number as the
+    service, a list as the attributes) crashed the processor on every retry of its batch. Runs
+    once per stored event, so it is written out (the correlation ids, which no store computes
+    with, are not looked at).
+    """
+    get = body.get
+    host, attributes, flags = get("h"), get("a"), get("f")
+    if (type(timestamp) is not int or type(service) is not str or type(get("i")) is not str
+            or type(get("m")) is not str or (host is not None and type(host) is not str)
+            or (attributes is not None and type(attributes) is not dict)
+            or (flags is not None and type(flags) is not list)):
+        raise TypeError(_wrong_field(timestamp, service, body))
+
+
+def _wrong_field(timestamp: object, service: object, body: dict[str, Any]) -> str:
+    """Which field ``check_wire_fields`` refused, for the dead letter's reason."""
+    if type(timestamp) is not int:
+        return f"timestamp is {type(timestamp).__name__}, not an integer"
+    if type(service) is not str:
+        return f"service is {type(service).__name__}, not a string"
+    for key, name, wanted in (("i", "id", str), ("m", "message", str), ("h", "host", str),
+                              ("a", "attributes", dict), ("f", "flags", list)):
+        value = body.get(key)
+        if value is None and key in ("i", "m"):
+            return f"missing {key!r} ({name})"
+        if value is not None and type(value) is not wanted:
+            return f"{key!r} ({name}) is {type(value).__name__}, not {wanted.__name__}"
+    return "fields of the wrong type"
+
+
 def pack_document_record(event_id: str, timestamp: int, level: Level, key: bytes, document_json: bytes) -> bytes:
     """Wire format 3 of an event whose store document is ``document_json`` (``key``: the service)."""
     event_id_bytes = event_id.encode()
@@ -207,8 +242,12 @@ class LogEvent:
         return orjson.dumps(doc)
 
     @classmethod
-    def from_wire(cls, payload: bytes) -> LogEvent:
+    def from_wire(cls, payload: bytes, *, checked: bool = False) -> LogEvent:
+        """The event of a queue payload; ``checked`` also refuses (TypeError) fields of the wrong
+        type, as a payload from elsewhere may have (see check_wire_fields)."""
         timestamp, level, service, doc, body_json = read_wire(payload)
+        if checked:
+            check_wire_fields(timestamp, service, doc)
         get = doc.get
         # Positional, in field order: the processor decodes every queued event (~0.5 µs less each).
         return cls(
@@ -223,7 +262,7 @@ class LogEvent:
         undecodable: list[tuple[int, str]] = []
         for index, payload in enumerate(payloads):
             try:
-                events.append(cls.from_wire(payload))
+                events.append(cls.from_wire(payload, checked=True))
             except WIRE_ERRORS as exc:
                 undecodable.append((index, f"undecodable queue payload: {exc}"))
         return events, undecodable

@@ -7,7 +7,7 @@ cause is fixed, a replay publishes them to the queue again, oldest first, and th
 replay group past them. A crash in between replays them once more, which costs nothing: the
 store keeps every event once by its id.
 
-A letter is replayed only if the processors can decode it (as ``LogEvent.from_wire`` does);
+A letter is replayed only if the processors can decode it (``LogEvent.from_wire``, checked);
 one holding a Kafka pack, which a processor older than packs dead-letters whole, is replayed as
 its events. Anything else (something else wrote it to the topic) can never be stored: it is
 counted as unreadable and passed over. Replayed letters stay listed in the dead letters; the
@@ -76,10 +76,8 @@ class ReplayInterrupted(Exception):
 def _event_key(payload: bytes) -> bytes | None:
     """The queue key (service) of a payload the processors can decode, else None."""
     try:
-        event = LogEvent.from_wire(payload)
+        event = LogEvent.from_wire(payload, checked=True)
     except Exception:  # bytes from anywhere: whatever fails to decode is unreadable
-        return None
-    if type(event.id) is not str or type(event.service) is not str or type(event.message) is not str:
         return None
     return event.service.encode()
 

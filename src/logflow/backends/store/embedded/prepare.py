@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from logflow.backends.store.base import PreparedBatch
-from logflow.domain.events import WIRE_ERRORS, LogEvent, read_wire
+from logflow.domain.events import WIRE_ERRORS, LogEvent, check_wire_fields, read_wire
 from logflow.domain.ids import ulid_ms
 from logflow.domain.text import tokenize
 
@@ -81,9 +81,14 @@ def prepare_payloads(payloads: list[bytes]) -> PreparedBatch:
     for index, payload in enumerate(payloads):
         try:
             ts, level, service, doc, body_json = read_wire(payload)
-            event_id, message, host = doc["i"], doc["m"], doc.get("h")
-            if type(event_id) is not str or type(message) is not str or (host is not None and type(host) is not str):
-                raise TypeError("id, message and host must be strings")
+            get = doc.get
+            event_id, message, host, attributes, flags = doc["i"], doc["m"], get("h"), get("a"), get("f")
+            # check_wire_fields written out: a payload from elsewhere may hold anything (per event).
+            if (type(ts) is not int or type(service) is not str or type(event_id) is not str
+                    or type(message) is not str or (host is not None and type(host) is not str)
+                    or (attributes is not None and type(attributes) is not dict)
+                    or (flags is not None and type(flags) is not list)):
+                check_wire_fields(ts, service, doc)  # raises
         except WIRE_ERRORS as exc:
             undecodable.append((index, f"undecodable queue payload: {exc}"))
             continue

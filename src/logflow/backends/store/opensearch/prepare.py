@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from logflow.backends.store.base import PreparedBatch
-from logflow.domain.events import WIRE_3, WIRE_ERRORS, read_document_record, read_wire
+from logflow.domain.events import WIRE_3, WIRE_ERRORS, check_wire_fields, read_document_record, read_wire
 
 from .mapping import DAY_US, document
 
@@ -57,6 +57,7 @@ def prepare_payloads(payloads: list[bytes]) -> PreparedBatch:
                 lines = b'{"create":{"_id":"' + event_id + b'"}}\n' + document_json + b"\n"
             else:
                 ts, level, service, body, _ = read_wire(payload)
+                check_wire_fields(ts, service, body)
                 lines = event_lines(document(ts, level, service, body))
         except WIRE_ERRORS as exc:
             undecodable.append((index, f"undecodable queue payload: {exc}"))
