@@ -68,7 +68,8 @@ DAMAGED_PAYLOADS = [
 
 @pytest.mark.parametrize(
     ("payload", "reason"),
-    [(struct.pack("<BqBH", 2, BASE_US, 2, 1) + b"s" + b'{"i":"a","m":42}', "'m' (message) is int, not str"), *DAMAGED_PAYLOADS],
+    [(struct.pack("<BqBH", 2, BASE_US, 2, 1) + b"s" + b'{"i":"a","m":42}', "'m' (message) is int, not str"),
+     *DAMAGED_PAYLOADS],
 )
 def test_damaged_payloads_are_reported_and_the_rest_prepared(payload: bytes, reason: str) -> None:
     good = LogEvent(id="ok", timestamp=BASE_US, level=Level.INFO, service="s", message="fine")
