@@ -21,7 +21,7 @@ from logflow.backends.queue.kafka.packing import encode as encode_pack
 from logflow.backends.store.opensearch.client import parse_store_url
 from logflow.backends.store.opensearch.mapping import index_name
 from logflow.cli.main import cli
-from logflow.domain.events import encode_record, read_document_record, read_wire
+from logflow.domain.events import MIN_TIMESTAMP_US, encode_record, read_document_record, read_wire
 from logflow.domain.levels import Level
 from logflow.ingest.limits import IngestLimits
 from logflow.ingest.normalize import ItemError, normalize_into
@@ -250,7 +250,7 @@ def test_one_replay_per_group_at_a_time_on_the_embedded_queue(tmp_path: Path) ->
 
 
 def test_payloads_of_another_writer_with_fields_of_the_wrong_type_are_dead_lettered(logflow: LogFlow) -> None:
-    """Before: each of these crashed the processor (embedded or OpenSearch), on every retry."""
+    """Before: each of these crashed the processor (embedded or OpenSearch), on every retry of its batch."""
     ts = time.time_ns() // 1000
     foreign = [
         b'{"t":%d,"l":1,"s":5,"i":"x1","m":"a number as the service"}' % ts,
@@ -260,6 +260,8 @@ def test_payloads_of_another_writer_with_fields_of_the_wrong_type_are_dead_lette
         b'{"t":%d,"l":1,"s":"svc","i":"x5","m":"a list as the attributes","a":[1,2]}' % ts,
         b'{"t":%d,"l":1,"s":"svc","i":"x6","m":"flags that are no list","f":"x"}' % ts,
         b'{"t":%d,"l":1,"s":"svc","i":"x7","m":"a number as the host","h":3}' % ts,
+        b'{"t":%d,"l":1,"s":"svc","i":"x8","m":"the year 3 million"}' % 10**20,
+        b'{"t":%d,"l":1,"s":"svc","i":"x9","m":"the year 0"}' % (MIN_TIMESTAMP_US - 1),
     ]
     logflow.runtime.queue.publish([QueueRecord(b"svc", payload) for payload in foreign])
     assert logflow.ingest({"message": "after them", "service": "ok"}).status_code == 202
@@ -270,4 +272,4 @@ def test_payloads_of_another_writer_with_fields_of_the_wrong_type_are_dead_lette
     assert sorted(letter.value for letter in letters) == sorted(foreign)
     assert all(letter.reason.startswith("undecodable queue payload") for letter in letters)
     report = logflow.admin.post(REPLAY).json()
-    assert (report["replayed"], report["unreadable"]) == (0, 7)  # never put back: they cannot be stored
+    assert (report["replayed"], report["unreadable"]) == (0, 9)  # never put back: they cannot be stored

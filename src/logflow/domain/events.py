@@ -79,9 +79,16 @@ def read_wire(payload: bytes) -> tuple[int, Level, str, dict[str, Any], bytes | 
     return timestamp, _LEVEL_BY_NUMBER[level], payload[start : start + size].decode(), doc, body_json
 
 
+# The timestamps a store can file: years 1 to 9999 (what datetime, daily index names and ISO dates
+# take). The API refuses far less than this (its retention and future-skew limits).
+MIN_TIMESTAMP_US = -62_135_596_800_000_000
+MAX_TIMESTAMP_US = 253_402_300_799_999_999
+
+
 def check_wire_fields(timestamp: object, service: object, body: dict[str, Any]) -> None:
     """TypeError unless what ``read_wire`` gave has the types the stores rely on: an integer
-    timestamp; strings for service, id, message and host; an object of attributes; a list of flags.
+    timestamp in years 1-9999; strings for service, id, message and host; an object of
+    attributes; a list of flags.
 
     LogFlow's own encoders cannot write anything else, but the queue may hold payloads from
     elsewhere (another writer on the topic); without this check such a payload (a number as the
@@ -91,7 +98,8 @@ def check_wire_fields(timestamp: object, service: object, body: dict[str, Any]) 
     """
     get = body.get
     host, attributes, flags = get("h"), get("a"), get("f")
-    if (type(timestamp) is not int or type(service) is not str or type(get("i")) is not str
+    if (type(timestamp) is not int or not MIN_TIMESTAMP_US <= timestamp <= MAX_TIMESTAMP_US
+            or type(service) is not str or type(get("i")) is not str
             or type(get("m")) is not str or (host is not None and type(host) is not str)
             or (attributes is not None and type(attributes) is not dict)
             or (flags is not None and type(flags) is not list)):
@@ -102,6 +110,8 @@ def _wrong_field(timestamp: object, service: object, body: dict[str, Any]) -> st
     """Which field ``check_wire_fields`` refused, for the dead letter's reason."""
     if type(timestamp) is not int:
         return f"timestamp is {type(timestamp).__name__}, not an integer"
+    if not MIN_TIMESTAMP_US <= timestamp <= MAX_TIMESTAMP_US:
+        return f"timestamp {timestamp} is outside the years 1-9999"
     if type(service) is not str:
         return f"service is {type(service).__name__}, not a string"
     for key, name, wanted in (("i", "id", str), ("m", "message", str), ("h", "host", str),

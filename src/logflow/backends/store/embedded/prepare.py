@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from typing import Final
 
 from logflow.backends.store.base import PreparedBatch
-from logflow.domain.events import WIRE_ERRORS, LogEvent, check_wire_fields, read_wire
+from logflow.domain.events import (
+    MAX_TIMESTAMP_US,
+    MIN_TIMESTAMP_US,
+    WIRE_ERRORS,
+    LogEvent,
+    check_wire_fields,
+    read_wire,
+)
 from logflow.domain.ids import ulid_ms
 from logflow.domain.text import tokenize
 
@@ -84,7 +91,8 @@ def prepare_payloads(payloads: list[bytes]) -> PreparedBatch:
             get = doc.get
             event_id, message, host, attributes, flags = doc["i"], doc["m"], get("h"), get("a"), get("f")
             # check_wire_fields written out: a payload from elsewhere may hold anything (per event).
-            if (type(ts) is not int or type(service) is not str or type(event_id) is not str
+            if (type(ts) is not int or not MIN_TIMESTAMP_US <= ts <= MAX_TIMESTAMP_US
+                    or type(service) is not str or type(event_id) is not str
                     or type(message) is not str or (host is not None and type(host) is not str)
                     or (attributes is not None and type(attributes) is not dict)
                     or (flags is not None and type(flags) is not list)):
