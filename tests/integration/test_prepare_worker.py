@@ -40,6 +40,14 @@ def explode(payloads: list[bytes]) -> PreparedBatch:
     raise ZeroDivisionError(f"cannot prepare {len(payloads)} payloads")
 
 
+def choke_on_poison(payloads: list[bytes]) -> PreparedBatch:
+    """A preparation that fails on one kind of payload no check foresaw (run in the helper too)."""
+    if any(payload.startswith(b"poison") for payload in payloads):
+        raise ValueError("choked on a poison payload")
+    return PreparedBatch(undecodable=[(i, "empty") for i, p in enumerate(payloads) if not p],
+                         data=[p for p in payloads if p])
+
+
 def helper_pids() -> list[int]:
     """Children of this process running the prepare helper."""
     return child_pids(os.getpid(), HELPER_MODULE.encode())
@@ -82,11 +90,27 @@ def test_helper_reports_a_failing_preparation_and_keeps_serving() -> None:
         helper.submit([b"a", b"b"])
         with pytest.raises(PrepareFailed, match="ZeroDivisionError: cannot prepare 2 payloads"):
             helper.result()
-        helper.submit([b"c"])
-        with pytest.raises(PrepareFailed, match="cannot prepare 1 payloads"):
+        helper.submit([b"c", b"d", b"e"])  # every payload fails alone too: the code's fault, it raises
+        with pytest.raises(PrepareFailed, match="cannot prepare 3 payloads"):
             helper.result()
     finally:
         helper.close()
+
+
+@pytest.mark.parametrize("where", ["helper", "inline"])
+def test_payloads_that_make_the_preparation_raise_are_set_apart_and_the_rest_prepared(where: str) -> None:
+    preparer = PrepareWorker(choke_on_poison) if where == "helper" else InlinePreparer(choke_on_poison)
+    try:
+        preparer.submit([b"a", b"poison 1", b"", b"b", b"poison 2", b"c"])
+        prepared = preparer.result()
+        assert prepared.data == [b"a", b"b", b"c"]
+        assert [(index, reason.split(":")[0]) for index, reason in prepared.undecodable] == [
+            (1, "cannot be prepared for the store"), (2, "empty"), (4, "cannot be prepared for the store")]
+        assert "ValueError: choked on a poison payload" in prepared.undecodable[0][1]
+        preparer.submit([b"poison alone"])  # a batch of one that fails: set apart as well
+        assert preparer.result() == PreparedBatch(undecodable=[(0, prepared.undecodable[0][1])], data=[])
+    finally:
+        preparer.close()
 
 
 def test_preparing_inline_reports_a_failure_at_result_like_the_helper() -> None:

@@ -55,6 +55,34 @@ def described(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def prepare_isolating(prepare: Prepare, payloads: list[bytes]) -> PreparedBatch:
+    """``prepare(payloads)``; if that raises, the payloads that make it raise on their own become
+    undecodable (with the error as the reason) and the others are prepared without them.
+
+    The stores refuse what they know to be malformed (see ``check_wire_fields``), but one payload
+    that no check foresaw must not stop the processor on every retry of its batch (a poison
+    pill); dead-lettered, it can be replayed once the cause is fixed. If every payload of a batch
+    of several fails alone, the fault is no payload's but the code's: that raises, as before.
+    """
+    try:
+        return prepare(payloads)
+    except Exception:
+        failing: dict[int, str] = {}
+        for index, payload in enumerate(payloads):
+            try:
+                prepare([payload])
+            except Exception as exc:
+                failing[index] = f"cannot be prepared for the store: {described(exc)}"
+        if not failing or (len(failing) == len(payloads) > 1):
+            raise
+    kept = [index for index in range(len(payloads)) if index not in failing]
+    prepared = prepare([payloads[index] for index in kept])
+    log.error("processor: %d of %d payloads of a batch cannot be prepared for the store and go to the dead "
+              "letters; the first: %s", len(failing), len(payloads), next(iter(failing.values())))
+    undecodable = [(kept[index], reason) for index, reason in prepared.undecodable] + list(failing.items())
+    return PreparedBatch(undecodable=sorted(undecodable), data=prepared.data)
+
+
 class BatchPreparer(Protocol):
     """Where the processor prepares its next batch: at most one batch in flight.
 
@@ -88,7 +116,7 @@ class InlinePreparer:
         if self._ready is not None:
             raise RuntimeError("InlinePreparer.submit: the previous batch was not taken")
         try:
-            self._ready = self._prepare(payloads)
+            self._ready = prepare_isolating(self._prepare, payloads)
         except Exception as exc:  # reported at result(), as the helper process reports it
             failed = PrepareFailed.of(described(exc))
             failed.__cause__ = exc  # in-process, unlike the helper, the traceback can come along
@@ -224,7 +252,7 @@ def main(target: str) -> None:
             return  # the processor closed the pipe or died
         answer: tuple[list[tuple[int, str]], Any] | str
         try:
-            prepared = prepare(payloads)
+            prepared = prepare_isolating(prepare, payloads)
             answer = (prepared.undecodable, prepared.data)
         except Exception as exc:  # reported to the processor, which stops with it
             answer = described(exc)

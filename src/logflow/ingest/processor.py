@@ -24,7 +24,7 @@ from logflow.backends.errors import BackendError
 from logflow.backends.queue.base import ConsumedBatch, DeadLetter, EventQueue, QueueConsumer
 from logflow.backends.store.base import LogStore, PreparedBatch, PreparingStore, WriteResult
 from logflow.domain.events import LogEvent
-from logflow.ingest.prepare_worker import BatchPreparer, InlinePreparer, PrepareWorker
+from logflow.ingest.prepare_worker import BatchPreparer, InlinePreparer, PrepareWorker, prepare_isolating
 
 log = logging.getLogger("logflow.processor")
 
@@ -106,7 +106,7 @@ class Processor:
 
     def handle(self, consumer: QueueConsumer, batch: ConsumedBatch) -> None:
         """Prepare and store one batch in this process, then commit. Raises BackendError."""
-        self._store(consumer, batch, self._prepare([record.value for record in batch.records]))
+        self._store(consumer, batch, prepare_isolating(self._prepare, [record.value for record in batch.records]))
 
     def _store(self, consumer: QueueConsumer, batch: ConsumedBatch, prepared: PreparedBatch) -> None:
         """Store a prepared batch, dead-letter what cannot be stored, then commit. Raises BackendError."""
