@@ -207,6 +207,9 @@ def test_cli_lists_and_replays_dead_letters_of_the_embedded_queue(tmp_path: Path
     assert held.exit_code == 1 and "POST /api/v1/pipeline/dead-letters/replay" in held.output
     queue.close()
 
+    status = run_cli("status", "--data-dir", str(tmp_path), "--sample", "0")
+    assert status.exit_code == 0, status.output
+    assert "dead letters 30" in status.output and "logflow dead-letters replay" in status.output
     listed = run_cli("dead-letters", "list", "--data-dir", str(tmp_path), "--limit", "3", "--json")
     assert listed.exit_code == 0, listed.output
     rows = [json.loads(line) for line in listed.output.splitlines()]

@@ -39,6 +39,8 @@ def status(data_dir: Path | None, as_json: bool, sample: float) -> None:
     console.print(table)
     rate = "" if q["consumed_per_s"] is None else f"  consumed {q['consumed_per_s']:,} {q['offset_unit']}/s"
     console.print(f"total lag {q['total_lag']} {q['offset_unit']}  dead letters {q['dead_letters']}{rate}")
+    if q["dead_letters"]:
+        console.print("  see them: logflow dead-letters list\n  once the cause is fixed: logflow dead-letters replay")
     procs = Table("processor pid", "stored", "duplicates", "dead letters", "events/s", "store errors", "state")
     for p in report["processors"]:
         procs.add_row(str(p["pid"]), str(p["stored"]), str(p["duplicates"]), str(p["dead_letters"]),
