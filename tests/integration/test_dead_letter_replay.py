@@ -21,7 +21,14 @@ from logflow.backends.queue.kafka.packing import encode as encode_pack
 from logflow.backends.store.opensearch.client import parse_store_url
 from logflow.backends.store.opensearch.mapping import index_name
 from logflow.cli.main import cli
-from logflow.domain.events import MIN_TIMESTAMP_US, encode_record, read_document_record, read_wire
+from logflow.domain.events import (
+    MAX_TIMESTAMP_US,
+    MIN_TIMESTAMP_US,
+    encode_record,
+    pack_document_record,
+    read_document_record,
+    read_wire,
+)
 from logflow.domain.levels import Level
 from logflow.ingest.limits import IngestLimits
 from logflow.ingest.normalize import ItemError, normalize_into
@@ -264,7 +271,11 @@ def test_payloads_of_another_writer_with_fields_of_the_wrong_type_are_dead_lette
         b'{"t":%d,"l":1,"s":"svc","i":"x6","m":"flags that are no list","f":"x"}' % ts,
         b'{"t":%d,"l":1,"s":"svc","i":"x7","m":"a number as the host","h":3}' % ts,
         b'{"t":%d,"l":1,"s":"svc","i":"x8","m":"the year 3 million"}' % 10**20,
-        b'{"t":%d,"l":1,"s":"svc","i":"x9","m":"the year 0"}' % (MIN_TIMESTAMP_US - 1),
+        b'{"t":%d,"l":1,"s":"svc","i":"x9","m":"the year 999"}' % (MIN_TIMESTAMP_US - 1),
+        b'{"t":%d,"l":1,"s":"svc","i":"%s","m":"an id of 129 characters"}' % (ts, b"x" * 129),
+        b'{"t":%d,"l":1,"s":"svc","i":"x10","m":"attributes 300 levels deep","a":{"k":%s}}'
+        % (ts, b"[" * 300 + b"]" * 300),
+        pack_document_record("x11", MAX_TIMESTAMP_US + 1, Level.INFO, b"svc", b'{"id":"x11","message":"year 10000"}'),
     ]
     logflow.runtime.queue.publish([QueueRecord(b"svc", payload) for payload in foreign])
     assert logflow.ingest({"message": "after them", "service": "ok"}).status_code == 202
@@ -275,4 +286,4 @@ def test_payloads_of_another_writer_with_fields_of_the_wrong_type_are_dead_lette
     assert sorted(letter.value for letter in letters) == sorted(foreign)
     assert all(letter.reason.startswith("undecodable queue payload") for letter in letters)
     report = logflow.admin.post(REPLAY).json()
-    assert (report["replayed"], report["unreadable"]) == (0, 9)  # never put back: they cannot be stored
+    assert (report["replayed"], report["unreadable"]) == (0, len(foreign))  # never put back: they cannot be stored

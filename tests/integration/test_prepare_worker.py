@@ -90,7 +90,7 @@ def test_helper_reports_a_failing_preparation_and_keeps_serving() -> None:
         helper.submit([b"a", b"b"])
         with pytest.raises(PrepareFailed, match="ZeroDivisionError: cannot prepare 2 payloads"):
             helper.result()
-        helper.submit([b"c", b"d", b"e"])  # every payload fails alone too: the code's fault, it raises
+        helper.submit([b"c", b"d", b"e"])  # a payload every store prepares fails too: the code's fault
         with pytest.raises(PrepareFailed, match="cannot prepare 3 payloads"):
             helper.result()
     finally:
@@ -109,6 +109,9 @@ def test_payloads_that_make_the_preparation_raise_are_set_apart_and_the_rest_pre
         assert "ValueError: choked on a poison payload" in prepared.undecodable[0][1]
         preparer.submit([b"poison alone"])  # a batch of one that fails: set apart as well
         assert preparer.result() == PreparedBatch(undecodable=[(0, prepared.undecodable[0][1])], data=[])
+        # A batch of nothing but poison (another writer's flood): the canary says the code is fine.
+        preparer.submit([b"poison 3", b"poison 4"])
+        assert [index for index, _ in preparer.result().undecodable] == [0, 1]
     finally:
         preparer.close()
 

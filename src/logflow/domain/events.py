@@ -79,16 +79,39 @@ def read_wire(payload: bytes) -> tuple[int, Level, str, dict[str, Any], bytes | 
     return timestamp, _LEVEL_BY_NUMBER[level], payload[start : start + size].decode(), doc, body_json
 
 
-# The timestamps a store can file: years 1 to 9999 (what datetime, daily index names and ISO dates
-# take). The API refuses far less than this (its retention and future-skew limits).
-MIN_TIMESTAMP_US = -62_135_596_800_000_000
+# The timestamps a store can file: years 1000 to 9999 (daily index and partition names carry a
+# four-digit year, which strftime does not pad below 1000; datetime stops at 9999). The API
+# refuses far more than this (its retention and future-skew limits).
+MIN_TIMESTAMP_US = -30_610_224_000_000_000
 MAX_TIMESTAMP_US = 253_402_300_799_999_999
+# The longest event id a payload may carry: what the API allows (EVENT_ID_PATTERN). OpenSearch
+# refuses a whole _bulk request, not the one item, for an _id over 512 bytes.
+MAX_EVENT_ID_CHARS = 128
+# How deep attributes may nest in a stored event. Stores answer events through orjson, which
+# writes at most 254 levels (an answer wraps an event in up to four); ingest allows 8
+# (IngestLimits.max_depth), a payload from elsewhere anything up to orjson's 1024 when reading.
+MAX_STORED_NESTING = 200
 
 
-def check_wire_fields(timestamp: object, service: object, body: dict[str, Any]) -> None:
+def nests_deeper(raw: bytes, body: dict[str, Any], limit: int = MAX_STORED_NESTING) -> bool:
+    """Whether ``body`` (parsed from ``raw``) nests deeper than ``limit``. Brackets are counted in
+    ``raw`` first, at C speed: nearly every event is too short to nest that deep at all."""
+    if len(raw) <= 2 * limit or raw.count(b"{") + raw.count(b"[") <= limit:
+        return False
+    stack: list[tuple[object, int]] = [(body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def check_wire_fields(timestamp: object, service: object, body: dict[str, Any], raw: bytes | None = None) -> None:
     """TypeError unless what ``read_wire`` gave has the types the stores rely on: an integer
-    timestamp in years 1-9999; strings for service, id, message and host; an object of
-    attributes; a list of flags.
+    timestamp in years 1000-9999; strings for service, id (up to 128 characters), message and host;
+    an object of attributes; a list of flags.
 
     LogFlow's own encoders cannot write anything else, but the queue may hold payloads from
     elsewhere (another writer on the topic); without this check such a payload (a number as the
@@ -98,12 +121,15 @@ def check_wire_fields(timestamp: object, service: object, body: dict[str, Any]) 
     """
     get = body.get
     host, attributes, flags = get("h"), get("a"), get("f")
+    event_id = get("i")
     if (type(timestamp) is not int or not MIN_TIMESTAMP_US <= timestamp <= MAX_TIMESTAMP_US
-            or type(service) is not str or type(get("i")) is not str
+            or type(service) is not str or type(event_id) is not str or len(event_id) > MAX_EVENT_ID_CHARS
             or type(get("m")) is not str or (host is not None and type(host) is not str)
             or (attributes is not None and type(attributes) is not dict)
             or (flags is not None and type(flags) is not list)):
         raise TypeError(_wrong_field(timestamp, service, body))
+    if raw is not None and nests_deeper(raw, body):
+        raise TypeError(f"attributes nest deeper than {MAX_STORED_NESTING} levels")
 
 
 def _wrong_field(timestamp: object, service: object, body: dict[str, Any]) -> str:
@@ -111,9 +137,12 @@ def _wrong_field(timestamp: object, service: object, body: dict[str, Any]) -> st
     if type(timestamp) is not int:
         return f"timestamp is {type(timestamp).__name__}, not an integer"
     if not MIN_TIMESTAMP_US <= timestamp <= MAX_TIMESTAMP_US:
-        return f"timestamp {timestamp} is outside the years 1-9999"
+        return f"timestamp {timestamp} is outside the years 1000-9999"
     if type(service) is not str:
         return f"service is {type(service).__name__}, not a string"
+    event_id = body.get("i")
+    if type(event_id) is str and len(event_id) > MAX_EVENT_ID_CHARS:
+        return f"id is longer than {MAX_EVENT_ID_CHARS} characters"
     for key, name, wanted in (("i", "id", str), ("m", "message", str), ("h", "host", str),
                               ("a", "attributes", dict), ("f", "flags", list)):
         value = body.get(key)
@@ -146,6 +175,8 @@ def read_document_record(payload: bytes) -> tuple[int, bytes, bytes]:
     document_json = payload[start + id_size :]
     if not _SAFE_ID.fullmatch(event_id):
         raise ValueError(f"queue payload has an invalid event id {event_id[:40]!r}")
+    if not MIN_TIMESTAMP_US <= timestamp <= MAX_TIMESTAMP_US:
+        raise ValueError(f"timestamp {timestamp} is outside the years 1000-9999")
     # Our encoder's documents start with the id; the check also keeps header and document agreeing.
     if not document_json.startswith(b'{"id":"' + event_id + b'",') or b"\n" in document_json:
         raise ValueError("queue payload document is not a JSON object on one line starting with its id")
@@ -257,7 +288,7 @@ class LogEvent:
         type, as a payload from elsewhere may have (see check_wire_fields)."""
         timestamp, level, service, doc, body_json = read_wire(payload)
         if checked:
-            check_wire_fields(timestamp, service, doc)
+            check_wire_fields(timestamp, service, doc, payload)
         get = doc.get
         # Positional, in field order: the processor decodes every queued event (~0.5 µs less each).
         return cls(

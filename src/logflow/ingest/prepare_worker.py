@@ -39,6 +39,7 @@ log = logging.getLogger("logflow.processor")
 
 Prepare = Callable[[list[bytes]], PreparedBatch]
 _LENGTH = struct.Struct("<Q")
+_REASON_CHARS = 1024  # a dead letter's reason (an exception's text may hold a whole payload)
 
 
 class PrepareFailed(RuntimeError):
@@ -55,30 +56,45 @@ def described(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _canary() -> bytes:
+    """A payload every store prepares: if it fails too, the preparation itself is broken."""
+    from logflow.domain.events import LogEvent
+    from logflow.domain.levels import Level
+
+    return LogEvent(id="logflow-canary", timestamp=1_700_000_000_000_000, level=Level.INFO, service="logflow",
+                    message="a payload every store prepares").to_wire()
+
+
 def prepare_isolating(prepare: Prepare, payloads: list[bytes]) -> PreparedBatch:
     """``prepare(payloads)``; if that raises, the payloads that make it raise on their own become
     undecodable (with the error as the reason) and the others are prepared without them.
 
-    The stores refuse what they know to be malformed (see ``check_wire_fields``), but one payload
-    that no check foresaw must not stop the processor on every retry of its batch (a poison
-    pill); dead-lettered, it can be replayed once the cause is fixed. If every payload of a batch
-    of several fails alone, the fault is no payload's but the code's: that raises, as before.
+    The stores refuse what they know to be malformed (see ``check_wire_fields``), but payloads
+    that no check foresaw must not stop the processor on every retry of their batch (poison
+    pills, possibly a whole batch of them from another writer); dead-lettered, they can be replayed
+    once the cause is fixed. Whether the fault is the payloads' or the code's is asked of a
+    canary, a payload every store prepares: if it fails as well, the preparation is broken and
+    this raises, as a bug should, instead of dead-lettering everything.
     """
     try:
         return prepare(payloads)
-    except Exception:
+    except Exception as batch_error:
+        try:
+            prepare([_canary()])
+        except Exception:
+            raise batch_error from None  # the code is at fault, not the payloads
         failing: dict[int, str] = {}
         for index, payload in enumerate(payloads):
             try:
                 prepare([payload])
             except Exception as exc:
-                failing[index] = f"cannot be prepared for the store: {described(exc)}"
-        if not failing or (len(failing) == len(payloads) > 1):
-            raise
-    kept = [index for index in range(len(payloads)) if index not in failing]
-    prepared = prepare([payloads[index] for index in kept])
+                failing[index] = f"cannot be prepared for the store: {described(exc)}"[:_REASON_CHARS]
+        if not failing:
+            raise  # fails together, never alone: not a payload's fault either
     log.error("processor: %d of %d payloads of a batch cannot be prepared for the store and go to the dead "
               "letters; the first: %s", len(failing), len(payloads), next(iter(failing.values())))
+    kept = [index for index in range(len(payloads)) if index not in failing]
+    prepared = prepare([payloads[index] for index in kept]) if kept else PreparedBatch(undecodable=[], data=[])
     undecodable = [(kept[index], reason) for index, reason in prepared.undecodable] + list(failing.items())
     return PreparedBatch(undecodable=sorted(undecodable), data=prepared.data)
 

@@ -54,6 +54,9 @@ def decode_payloads(payloads: list[bytes]) -> PreparedBatch:
     return PreparedBatch(undecodable=undecodable, data=events)
 
 
+_REASON_CHARS = 1024
+
+
 class Processor:
     """Moves events from the queue to the store; run one per core or per Kafka partition group.
 
@@ -116,8 +119,11 @@ class Processor:
                 result: WriteResult) -> None:
         """Dead-letter what the batch could not store, then commit it. Raises BackendError."""
         now_ms = int(time.time() * 1000)
-        letters = [DeadLetter(batch.records[index].value, reason, now_ms) for index, reason in prepared.undecodable]
-        letters += [DeadLetter(r.event.to_json(), r.reason, now_ms) for r in result.rejected]
+        # Reasons are cut: an exception's text may quote a whole payload, and a Kafka message
+        # (payload + reason header) must stay under the broker's limit.
+        letters = [DeadLetter(batch.records[index].value, reason[:_REASON_CHARS], now_ms)
+                   for index, reason in prepared.undecodable]
+        letters += [DeadLetter(r.event.to_json(), r.reason[:_REASON_CHARS], now_ms) for r in result.rejected]
         if letters:
             self.queue.dead_letter(letters)
         consumer.commit(batch)

@@ -15,11 +15,14 @@ from typing import Final
 
 from logflow.backends.store.base import PreparedBatch
 from logflow.domain.events import (
+    MAX_EVENT_ID_CHARS,
+    MAX_STORED_NESTING,
     MAX_TIMESTAMP_US,
     MIN_TIMESTAMP_US,
     WIRE_ERRORS,
     LogEvent,
     check_wire_fields,
+    nests_deeper,
     read_wire,
 )
 from logflow.domain.ids import ulid_ms
@@ -92,20 +95,25 @@ def prepare_payloads(payloads: list[bytes]) -> PreparedBatch:
             event_id, message, host, attributes, flags = doc["i"], doc["m"], get("h"), get("a"), get("f")
             # check_wire_fields written out: a payload from elsewhere may hold anything (per event).
             if (type(ts) is not int or not MIN_TIMESTAMP_US <= ts <= MAX_TIMESTAMP_US
-                    or type(service) is not str or type(event_id) is not str
+                    or type(service) is not str or type(event_id) is not str or len(event_id) > MAX_EVENT_ID_CHARS
                     or type(message) is not str or (host is not None and type(host) is not str)
                     or (attributes is not None and type(attributes) is not dict)
                     or (flags is not None and type(flags) is not list)):
-                check_wire_fields(ts, service, doc)  # raises
+                check_wire_fields(ts, service, doc)  # raises, naming the field
+                raise TypeError("fields of the wrong type")  # (not reached: the checks are the same)
+            if nests_deeper(payload, doc):  # stored as it came: it must also go out again
+                raise TypeError(f"attributes nest deeper than {MAX_STORED_NESTING} levels")
+            item = _item(event_id, ts, int(level), service, host, message)
+            if body_json is None or b"\n" in body_json:
+                document = document_json(LogEvent.from_wire(payload))
+            else:
+                document = body_json  # stored as it crossed the queue
         except WIRE_ERRORS as exc:
             undecodable.append((index, f"undecodable queue payload: {exc}"))
             continue
         items, documents = by_day.setdefault(ts // DAY_US, ([], []))
-        items.append(_item(event_id, ts, int(level), service, host, message))
-        if body_json is None or b"\n" in body_json:
-            documents.append(document_json(LogEvent.from_wire(payload)))
-        else:
-            documents.append(body_json)
+        items.append(item)
+        documents.append(document)
     return PreparedBatch(undecodable=undecodable, data=_prepared(by_day))
 
 

@@ -57,7 +57,7 @@ def prepare_payloads(payloads: list[bytes]) -> PreparedBatch:
                 lines = b'{"create":{"_id":"' + event_id + b'"}}\n' + document_json + b"\n"
             else:
                 ts, level, service, body, _ = read_wire(payload)
-                check_wire_fields(ts, service, body)
+                check_wire_fields(ts, service, body, payload)
                 lines = event_lines(document(ts, level, service, body))
         except WIRE_ERRORS as exc:
             undecodable.append((index, f"undecodable queue payload: {exc}"))
