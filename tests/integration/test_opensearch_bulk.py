@@ -246,6 +246,22 @@ def test_a_request_over_the_engine_limit_is_halved_and_an_event_too_large_refuse
     assert direct.get("huge") is None
 
 
+def test_a_request_the_engine_refuses_whole_for_one_invalid_item_is_halved_down_to_it(
+    store: OpenSearchStore,
+) -> None:
+    """The real engine refuses a whole _bulk request (400) for an _id over 512 bytes. Before, the
+    batch was retried for ever; now the event at fault is refused and the others stored."""
+    batch = events(200)
+    long_id = LogEvent(id="L" * 600, timestamp=BASE + 7, level=Level.WARN, service="api", message="long id")
+    batch.insert(123, long_id)
+    result = store.write(batch)
+    assert (result.stored, result.duplicates) == (200, 0)
+    assert [r.event for r in result.rejected] == [long_id]
+    assert "action_request_validation_exception" in result.rejected[0].reason
+    store.refresh()
+    assert store.count(LogFilter()) == 200
+
+
 def test_a_daily_index_the_cluster_will_not_create_on_the_fly_is_created_from_the_template() -> None:
     url = require_engine("opensearch")
     endpoint = parse_store_url(url)

@@ -42,6 +42,8 @@ UNREADABLE_FLAG = "unreadable_document"
 MAX_BULK_BYTES = 8 * 1024 * 1024
 # Only what classifying the items needs: the full bulk answer is several times the size.
 _FILTER = "errors,items.*.status,items.*.error.type,items.*.error.reason"
+# What the engine answers (400) when one item makes it refuse the whole request.
+_INVALID_ITEM = "action_request_validation_exception"
 # How an answer in which every item was created begins (filter_path keeps the engine's key order).
 _ALL_CREATED = b'{"errors":false,'
 
@@ -264,17 +266,22 @@ class BulkWriter:
         """One _bulk request: the chunk with its items' answers (None when every item was created).
 
         A cluster whose http.max_content_length is below our chunk size answers 413: the chunk is
-        halved until it passes; one event that is still too large is refused for good.
+        halved until it passes; one event that is still too large is refused for good. A request
+        the engine refuses whole because one of its items is invalid (400
+        ``action_request_validation_exception``, e.g. an ``_id`` over 512 bytes) is halved the
+        same way, down to the event at fault.
         """
         path = "/_bulk" if chunk.indices is not None else f"/{chunk.index}/_bulk"
         try:
             raw: bytes = self._client.request("POST", path, ndjson=chunk.body(), params={"filter_path": _FILTER},
                                               decode=False)
         except ApiError as exc:
-            if exc.status != 413:
+            refused_whole = exc.status == 400 and exc.reason.startswith(_INVALID_ITEM)
+            if exc.status != 413 and not refused_whole:
                 raise
             if len(chunk) == 1:
-                return [(chunk, [{"status": 413, "error": {"type": "too_large", "reason": exc.reason}}])]
+                kind = "invalid" if refused_whole else "too_large"
+                return [(chunk, [{"status": exc.status, "error": {"type": kind, "reason": exc.reason}}])]
             return [answered for half in chunk.halves() for answered in self._send(half)]
         # The usual answer, every item created, is read without decoding its thousands of items.
         if raw.startswith(_ALL_CREATED) and raw.count(b'"status":') == len(chunk):
