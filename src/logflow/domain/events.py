@@ -93,7 +93,7 @@ MAX_EVENT_ID_CHARS = 128
 MAX_STORED_NESTING = 200
 
 
-def nests_deeper(raw: bytes, body: dict[str, Any], limit: int = MAX_STORED_NESTING) -> bool:
+def _nests_deeper(raw: bytes, body: dict[str, Any], limit: int = MAX_STORED_NESTING) -> bool:
     """Whether ``body`` (parsed from ``raw``) nests deeper than ``limit``. Brackets are counted in
     ``raw`` first, at C speed: nearly every event is too short to nest that deep at all."""
     if len(raw) <= 2 * limit or raw.count(b"{") + raw.count(b"[") <= limit:
@@ -128,7 +128,7 @@ def check_wire_fields(timestamp: object, service: object, body: dict[str, Any], 
             or (attributes is not None and type(attributes) is not dict)
             or (flags is not None and type(flags) is not list)):
         raise TypeError(_wrong_field(timestamp, service, body))
-    if raw is not None and nests_deeper(raw, body):
+    if raw is not None and _nests_deeper(raw, body):
         raise TypeError(f"attributes nest deeper than {MAX_STORED_NESTING} levels")
 
 

@@ -21,6 +21,7 @@ prepares in the processor's own thread while another thread waits for the engine
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import importlib
 import logging
@@ -34,12 +35,13 @@ from typing import IO, Any, NoReturn, Protocol
 
 from logflow.backends.errors import BackendUnavailable
 from logflow.backends.store.base import PreparedBatch
+from logflow.domain.events import LogEvent
+from logflow.domain.levels import Level
 
 log = logging.getLogger("logflow.processor")
 
 Prepare = Callable[[list[bytes]], PreparedBatch]
 _LENGTH = struct.Struct("<Q")
-_REASON_CHARS = 1024  # a dead letter's reason (an exception's text may hold a whole payload)
 
 
 class PrepareFailed(RuntimeError):
@@ -56,11 +58,9 @@ def described(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+@functools.cache
 def _canary() -> bytes:
     """A payload every store prepares: if it fails too, the preparation itself is broken."""
-    from logflow.domain.events import LogEvent
-    from logflow.domain.levels import Level
-
     return LogEvent(id="logflow-canary", timestamp=1_700_000_000_000_000, level=Level.INFO, service="logflow",
                     message="a payload every store prepares").to_wire()
 
@@ -88,7 +88,7 @@ def prepare_isolating(prepare: Prepare, payloads: list[bytes]) -> PreparedBatch:
             try:
                 prepare([payload])
             except Exception as exc:
-                failing[index] = f"cannot be prepared for the store: {described(exc)}"[:_REASON_CHARS]
+                failing[index] = f"cannot be prepared for the store: {described(exc)}"  # the processor cuts it
         if not failing:
             raise  # fails together, never alone: not a payload's fault either
     log.error("processor: %d of %d payloads of a batch cannot be prepared for the store and go to the dead "
