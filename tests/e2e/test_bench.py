@@ -14,7 +14,9 @@ from confluent_kafka.admin import AdminClient
 
 from logflow.backends.queue.kafka.config import KafkaOptions, parse_kafka_url
 from logflow.backends.store.opensearch.client import parse_store_url
+from logflow.bench.cpus import engine_pid, kafka_pid
 from tests.conftest import REPO, require_engine
+from tests.unit.test_bench_cpus import allowed_cpus
 
 EVENTS = 3000
 
@@ -58,6 +60,7 @@ def test_embedded_bench_reports_every_event_stored(tmp_path: Path) -> None:
     assert EVENTS <= stored <= EVENTS + 100
     assert _figure(report, "rejected / 503-507 retries") == "0 / 0"
     assert "logflow bench --shape embedded --events 3000" in report
+    assert _figure(report, "CPUs") == f"all {len(os.sched_getaffinity(0))} shared by every process"
 
 
 @pytest.mark.distributed
@@ -66,7 +69,24 @@ def test_distributed_bench_measures_the_ceiling_and_leaves_nothing_behind(tmp_pa
     # Metadata and cache stay local (SQLite in the run's directory): the bench logs in as its own admin.
     env = {**_clean_env(), "LOGFLOW_QUEUE_URL": queue_url, "LOGFLOW_STORE_URL": store_url}
     before = _bench_leftovers(queue_url, store_url)
-    report = _bench(tmp_path, env, "--shape", "distributed")
+    cpus = sorted(os.sched_getaffinity(0))
+    assert len(cpus) >= 2, "the distributed bench gives the engine a CPU of its own: it needs two"
+    pid = engine_pid(store_url)
+    engine_before = allowed_cpus(pid)
+    broker = kafka_pid(queue_url)
+    assert broker is not None, "the test stack's Kafka runs on this machine"
+    kafka_before = allowed_cpus(broker)
+    report = _bench(tmp_path, env, "--shape", "distributed", "--engine-cpus", str(cpus[-1]))
+    rest = ",".join(str(cpu) for cpu in cpus[:-1])
+    assert _figure(report, "CPUs") == (f"OpenSearch (pid {pid}) pinned to CPU {cpus[-1]}; LogFlow's processes and "
+                                       f"the load generators on CPU {rest}, with Kafka (pid {broker}); other "
+                                       f"processes not moved")
+    assert f"--processors 1 --engine-cpus {cpus[-1]}`" in report
+    # The engine's threads run where they ran before; those it started meanwhile where its main thread did.
+    after = allowed_cpus(pid)
+    assert after == {tid: engine_before.get(tid, engine_before[pid]) for tid in after}
+    kafka_after = allowed_cpus(broker)
+    assert kafka_after == {tid: kafka_before.get(tid, kafka_before[broker]) for tid in kafka_after}
     assert EVENTS <= int(_figure(report, "documents stored").replace(",", "")) <= EVENTS + 100
     ceiling = _figure(report, "OpenSearch `_bulk` ceiling, plain client, 2 connections")
     match = re.fullmatch(r"([\d,]+) events/s, the better of ([\d,]+) \(before LogFlow's run\) and ([\d,]+) \(after\) "

@@ -7,6 +7,7 @@ the helper (kill -9) must lose and double nothing; stopping must leave no proces
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -114,6 +115,20 @@ def test_payloads_that_make_the_preparation_raise_are_set_apart_and_the_rest_pre
         assert [index for index, _ in preparer.result().undecodable] == [0, 1]
     finally:
         preparer.close()
+
+
+def test_the_helper_logs_what_it_sets_apart_in_the_processors_format(capfd: pytest.CaptureFixture[str]) -> None:
+    # The helper's stderr is the processor's (file descriptor 2, captured here at that level).
+    helper = PrepareWorker(choke_on_poison)
+    try:
+        helper.submit([b"a", b"poison 1"])
+        assert [index for index, _ in helper.result().undecodable] == [1]
+    finally:
+        helper.close()
+    lines = [line for line in capfd.readouterr().err.splitlines() if "payloads of a batch" in line]
+    assert len(lines) == 1, lines
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ERROR logflow\.processor: processor: 1 of 2 "
+                        r"payloads of a batch .*", lines[0]), lines[0]
 
 
 def test_preparing_inline_reports_a_failure_at_result_like_the_helper() -> None:

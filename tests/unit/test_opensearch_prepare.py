@@ -44,10 +44,11 @@ def bulk_lines(event: LogEvent) -> bytes:
 
 
 def by_day(events: list[LogEvent]) -> dict[int, list[bytes]]:
-    days: dict[int, list[bytes]] = {}
+    """Each day's lines in id order (stable: of two events with one id, the earlier first)."""
+    days: dict[int, list[LogEvent]] = {}
     for event in events:
-        days.setdefault(event.timestamp // DAY_US, []).append(bulk_lines(event))
-    return days
+        days.setdefault(event.timestamp // DAY_US, []).append(event)
+    return {day: [bulk_lines(e) for e in sorted(group, key=lambda e: e.id.encode())] for day, group in days.items()}
 
 
 def prepared_by_day(prepared: PreparedBatch) -> dict[int, list[bytes]]:
@@ -70,8 +71,33 @@ def test_prepared_lines_equal_encoded_events_byte_for_byte() -> None:
     prepared = prepare_payloads([e.to_wire() for e in events])
     assert prepared.undecodable == []
     assert len({e.timestamp // DAY_US for e in events}) > 1  # blocks of several days
-    # Same days in the order they first appear, each day's events in queue order.
+    # Same days in the order they first appear, each day's events in id order.
     assert list(prepared_by_day(prepared).items()) == list(by_day(events).items())
+
+
+def test_a_days_events_go_in_id_order_and_of_one_id_the_first_queued_stays_first() -> None:
+    # Queue order as a batch from several Kafka partitions has it: ids (event-time ULIDs) interleaved.
+    events = loghub_events("OpenSSH", 200)
+    events.sort(key=lambda e: e.id)
+    interleaved = events[1::2] + events[::2]
+    first, again = (LogEvent(id=events[50].id, timestamp=events[50].timestamp, level=Level.INFO, service="dup",
+                             message=text) for text in ("z queued first", "a queued second"))
+    payloads = [e.to_wire() for e in interleaved[:100]] + [first.to_wire()] + [e.to_wire() for e in interleaved[100:]]
+    payloads.append(again.to_wire())
+    prepared = prepare_payloads(payloads)
+    days = prepared_by_day(prepared)
+    for day_lines in days.values():
+        ids = [orjson.loads(line.split(b"\n")[0])["create"]["_id"] for line in day_lines]
+        assert ids == sorted(ids)
+    lines = [line for day_lines in days.values() for line in day_lines]
+    assert len(lines) == 202
+    same = [line for line in lines if b'"service":"dup"' in line]
+    # Stable: the first queued stays first although its lines sort after the second's.
+    assert [orjson.loads(line.split(b"\n")[1])["message"] for line in same] == ["z queued first", "a queued second"]
+    # The API's own format (3) is ordered the same way.
+    indexed = prepare_payloads([indexed_payload(e) for e in interleaved])
+    assert prepared_by_day(indexed) == {day: [line for line in day_lines if b'"dup"' not in line]
+                                        for day, day_lines in prepared_by_day(prepared).items()}
 
 
 def test_queue_format_1_payloads_prepare_like_format_2() -> None:

@@ -7,7 +7,7 @@ import struct
 import orjson
 import pytest
 
-from logflow.domain.events import LogEvent
+from logflow.domain.events import WIRE_ERRORS, LogEvent
 from logflow.domain.levels import Level
 from tests.unit.test_opensearch_prepare import indexed_payload
 
@@ -50,6 +50,15 @@ def test_format_1_payloads_written_by_earlier_versions_are_still_read() -> None:
 def test_damaged_payloads_raise_the_errors_the_processor_dead_letters(payload: bytes) -> None:
     with pytest.raises((ValueError, KeyError, struct.error)):
         LogEvent.from_wire(payload)
+
+
+@pytest.mark.parametrize("level", ["true", "2.0", '"3"', "null", "99"])
+def test_a_format_1_level_that_is_no_level_number_is_refused(level: str) -> None:
+    # true and 2.0 equal 1 and 2 as dictionary keys: they must not pass for levels.
+    payload = b'{"i":"a","t":1,"s":"svc","m":"x","l":' + level.encode() + b"}"
+    with pytest.raises(WIRE_ERRORS):
+        LogEvent.from_wire(payload)
+    assert LogEvent.from_wire(payload.replace(level.encode(), b"2")).level == Level.INFO
 
 
 @pytest.mark.parametrize("event", [

@@ -15,7 +15,8 @@ from pathlib import Path
 import click
 
 from logflow.alerting import run_engine
-from logflow.cli.common import load, setup_logging
+from logflow.cli.common import load
+from logflow.log_setup import setup_logging
 from logflow.runtime import Runtime
 
 log = logging.getLogger("logflow.cli")

@@ -7,6 +7,7 @@ import platform
 import shutil
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -19,8 +20,10 @@ from logflow import __version__
 from logflow.backends.errors import BackendError
 from logflow.bench.ceiling import bulk_ceiling
 from logflow.bench.cleanup import drop_indices, drop_kafka
+from logflow.bench.cpus import CpuSplit, CpuSplitError, parse_cpus, pinned, plan_split
 from logflow.bench.measure import (
     DAY_US,
+    Dataset,
     IngestResult,
     Latency,
     admin_headers,
@@ -92,14 +95,30 @@ def _deploy(shape: str, processors: int, data_dir: Path, syslog_port: int = 0) -
 @click.option("--protocols", default=None, metavar="LIST",
               help=f"Instead of the query suite, compare ingest protocols on the same events: 'all' or a "
                    f"comma-separated subset of {','.join(PROTOCOLS)} (--events each)")
+@click.option("--engine-cpus", default=None, metavar="LIST",
+              help="Distributed: pin OpenSearch (on this machine) to these CPUs, e.g. 1 or 2-3, and LogFlow's "
+                   "processes and the load generators to the others, as separate nodes would be; the "
+                   "engine's affinity is restored afterwards. Default: every process shares every CPU")
 def bench(events: int, batch: int, concurrency: int, repeat: int, shape: str, processors: int, work_dir: Path,
-          markdown: Path | None, protocols: str | None) -> None:
+          markdown: Path | None, protocols: str | None, engine_cpus: str | None) -> None:
     """Measure ingest (acknowledged and searchable), search and metrics latency, disk and memory.
 
     With --protocols: events/s of the same events through native NDJSON, Elasticsearch _bulk,
     OTLP/HTTP protobuf and syslog over TCP, one after another against one deployment.
     """
     console = Console(stderr=True)
+    split: CpuSplit | None = None
+    if engine_cpus is not None:
+        if shape != "distributed" or protocols is not None:
+            raise click.UsageError("--engine-cpus applies to --shape distributed without --protocols")
+        try:
+            cpus = parse_cpus(engine_cpus)
+        except CpuSplitError as exc:
+            raise click.BadParameter(str(exc), param_hint="--engine-cpus") from None
+        try:  # before the dataset is made: a split that cannot be made is known in a second
+            split = plan_split(os.environ.get("LOGFLOW_STORE_URL", ""), os.environ.get("LOGFLOW_QUEUE_URL", ""), cpus)
+        except CpuSplitError as exc:
+            raise click.ClickException(str(exc)) from None
     run_dir = work_dir / f"run-{int(time.time())}"
     data_dir = run_dir / "data"
     data_dir.mkdir(parents=True)
@@ -117,6 +136,42 @@ def bench(events: int, batch: int, concurrency: int, repeat: int, shape: str, pr
         dataset = make_dataset(events, batch, lambda n: progress.advance(task, n))
     console.print(f"dataset: {events:,} events, {dataset.raw_bytes / 2**20:,.1f} MiB NDJSON "
                   f"({dataset.raw_bytes / events:.0f} B/event)")
+    if split is None:
+        run = _measure(console, shape, processors, data_dir, dataset, concurrency, repeat)
+        split_text = f"all {len(os.sched_getaffinity(0))} shared by every process"
+    else:
+        try:
+            with pinned(split):
+                console.print(split.describe())
+                run = _measure(console, shape, processors, data_dir, dataset, concurrency, repeat)
+        except CpuSplitError as exc:
+            raise click.ClickException(str(exc)) from None
+        split_text = split.describe()
+    report = _report(shape, processors, events, batch, concurrency, repeat, dataset.raw_bytes, run, split_text,
+                     engine_cpus)
+    console.print(_table(run.latencies))
+    click.echo(report)
+    if markdown is not None:
+        with markdown.open("a") as fh:
+            fh.write(report + "\n")
+    if shape == "embedded":
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@dataclass
+class _Run:
+    """What one benchmark run measured, for the report."""
+
+    result: IngestResult
+    latencies: list[Latency]
+    disk: int
+    documents: int
+    rss: dict[str, int]
+    ceilings: list[float]
+
+
+def _measure(console: Console, shape: str, processors: int, data_dir: Path, dataset: Dataset, concurrency: int,
+             repeat: int) -> _Run:
     # The ceiling is measured before and after LogFlow's run and the better one counts: one
     # measurement of the engine alone varies by ±10 % (JIT, garbage collection, merges).
     ceilings: list[float] = []
@@ -132,7 +187,7 @@ def bench(events: int, batch: int, concurrency: int, repeat: int, shape: str, pr
         deployment.wait_healthy()
         warm_up(deployment.url, {})
         with _progress(console) as progress:
-            task = progress.add_task("ingesting", total=events)
+            task = progress.add_task("ingesting", total=dataset.events)
             result = ingest(deployment.url, dataset, concurrency, {}, lambda n: progress.advance(task, n))
         console.print("running queries ...")
         admin = admin_headers(deployment.url, os.environ.get("LOGFLOW_ADMIN_PASSWORD", "admin123"))
@@ -144,16 +199,7 @@ def bench(events: int, batch: int, concurrency: int, repeat: int, shape: str, pr
         _drop_run(deployment)
     measure_ceiling()
     store = status["store"]
-    disk = int(store["bytes_on_disk"])
-    report = _report(shape, processors, events, batch, concurrency, repeat, dataset.raw_bytes, result, latencies,
-                     disk, int(store["documents"]), rss, ceilings)
-    console.print(_table(latencies))
-    click.echo(report)
-    if markdown is not None:
-        with markdown.open("a") as fh:
-            fh.write(report + "\n")
-    if shape == "embedded":
-        shutil.rmtree(run_dir, ignore_errors=True)
+    return _Run(result, latencies, int(store["bytes_on_disk"]), int(store["documents"]), rss, ceilings)
 
 
 def _drop_run(deployment: Deployment) -> None:
@@ -180,12 +226,13 @@ def _table(latencies: list[Latency]) -> Table:
 
 
 def _report(shape: str, processors: int, events: int, batch: int, concurrency: int, repeat: int, raw: int,
-            result: object, latencies: list[Latency], disk: int, documents: int, rss: dict[str, int],
-            ceilings: list[float]) -> str:
-    assert isinstance(result, IngestResult)
+            run: _Run, cpus: str, engine_cpus: str | None) -> str:
+    result, latencies, disk, documents, rss, ceilings = (
+        run.result, run.latencies, run.disk, run.documents, run.rss, run.ceilings)
     mib = raw / 2**20
     command = (f"logflow bench --shape {shape} --events {events} --batch {batch} --concurrency {concurrency} "
-               f"--repeat {repeat}" + (f" --processors {processors}" if shape == "distributed" else ""))
+               f"--repeat {repeat}" + (f" --processors {processors}" if shape == "distributed" else "")
+               + (f" --engine-cpus {engine_cpus}" if engine_cpus is not None else ""))
     lines = [
         f"### {shape} shape, {events:,} events — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
@@ -195,6 +242,7 @@ def _report(shape: str, processors: int, events: int, batch: int, concurrency: i
         "",
         "| measure | value |",
         "|---|---|",
+        f"| CPUs | {cpus} |",
         f"| ingest, acknowledged (HTTP 202) | {result.acked_rate:,.0f} events/s, {mib / result.acked_s:,.1f} MiB/s |",
         f"| ingest, acknowledged → searchable | {result.searchable_rate:,.0f} events/s "
         f"({result.searchable_s:,.1f} s for all) |",

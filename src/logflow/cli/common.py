@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,3 @@ def load(**overrides: Any) -> Settings:
     except SettingsError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-
-
-def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)

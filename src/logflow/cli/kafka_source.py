@@ -16,8 +16,9 @@ from pathlib import Path
 import click
 
 from logflow.backends.errors import BackendUnavailable
-from logflow.cli.common import load, setup_logging
+from logflow.cli.common import load
 from logflow.ingest.protocols.kafka_source import KafkaSource, SourceConfig, SourceConfigError
+from logflow.log_setup import setup_logging
 from logflow.runtime import Runtime
 
 log = logging.getLogger("logflow.cli")

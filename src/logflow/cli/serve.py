@@ -22,10 +22,11 @@ from logflow.api.http_protocol import half_close_tolerant_http
 from logflow.app import create_app
 from logflow.auth.errors import StartupRefused
 from logflow.backends.errors import BackendUnavailable
-from logflow.cli.common import load, settings_options, setup_logging
+from logflow.cli.common import load, settings_options
 from logflow.cli.supervise import ChildSupervisor
 from logflow.ingest.listeners import ListenerConfig, ListenerError, Listeners
 from logflow.ingest.processor import Processor
+from logflow.log_setup import setup_logging
 from logflow.processes import die_with_parent
 from logflow.runtime import Runtime
 from logflow.settings import Settings

@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.text import Text
 
-from logflow.cli.common import setup_logging
+from logflow.log_setup import setup_logging
 from logflow.shipper.runner import ShipConfig, Shipper, ShipStats, StateLocked, default_state_dir
 from logflow.shipper.tailer import DEFAULT_EXCLUDES
 

@@ -65,7 +65,10 @@ def read_wire(payload: bytes) -> tuple[int, Level, str, dict[str, Any], bytes | 
     """
     if payload[:1] == b"{":
         doc = orjson.loads(payload)
-        return doc["t"], _LEVEL_BY_NUMBER[doc["l"]], doc["s"], doc, None
+        level = doc["l"]
+        if type(level) is not int:  # true and 2.0 hash as 1 and 2: they would be read as levels
+            raise TypeError(f"level is {type(level).__name__}, not an integer")
+        return doc["t"], _LEVEL_BY_NUMBER[level], doc["s"], doc, None
     if payload[:1] == b"\x03":
         return _read_wire_3(payload)
     marker, timestamp, level, size = _WIRE_2_HEADER.unpack_from(payload)

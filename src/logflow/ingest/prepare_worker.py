@@ -37,6 +37,7 @@ from logflow.backends.errors import BackendUnavailable
 from logflow.backends.store.base import PreparedBatch
 from logflow.domain.events import LogEvent
 from logflow.domain.levels import Level
+from logflow.log_setup import setup_logging
 
 log = logging.getLogger("logflow.processor")
 
@@ -252,6 +253,8 @@ def main(target: str) -> None:
     from logflow.processes import die_with_parent
 
     die_with_parent()
+    # Its lines (payloads set apart, below) go to the processor's stderr: in the processor's format.
+    setup_logging()
     module, _, name = target.partition(":")
     prepare: Prepare = getattr(importlib.import_module(module), name)
     # Like the processor: each batch is ~100 k short-lived objects that reference counting frees;

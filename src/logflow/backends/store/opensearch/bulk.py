@@ -32,7 +32,7 @@ from logflow.domain.levels import Level
 
 from .client import ApiError, RestClient, error_reason
 from .mapping import DAY_US, from_source, index_name, to_document
-from .prepare import DayBlock, day_blocks, event_lines
+from .prepare import DayBlock, KeyedLines, day_blocks, event_lines
 
 # The flag of a dead letter whose document could not be read back into an event (see _Chunk.event).
 UNREADABLE_FLAG = "unreadable_document"
@@ -185,9 +185,9 @@ class BulkWriter:
 
     def write(self, events: Sequence[LogEvent]) -> WriteResult:
         """Store ``events`` in bulk requests of at most ``max_bytes``; see the module docstring."""
-        days: dict[int, list[bytes]] = {}
+        days: dict[int, list[KeyedLines]] = {}
         for event in events:
-            days.setdefault(event.timestamp // DAY_US, []).append(event_lines(to_document(event)))
+            days.setdefault(event.timestamp // DAY_US, []).append((event.id.encode(), event_lines(to_document(event))))
         return self.write_blocks(day_blocks(days))
 
     def write_blocks(self, blocks: Sequence[DayBlock]) -> WriteResult:
