@@ -225,7 +225,7 @@ def plan_split(store_url: str, queue_url: str, engine_cpus: frozenset[int]) -> C
 
 
 @contextmanager
-def pinned(split: CpuSplit) -> Iterator[CpuSplit]:
+def pinned(split: CpuSplit) -> Iterator[None]:
     """While inside: the engine on its CPUs; this process (and what it starts) and Kafka on the rest."""
     saved: list[Affinity] = []
     on_main = threading.current_thread() is threading.main_thread()
@@ -238,7 +238,7 @@ def pinned(split: CpuSplit) -> Iterator[CpuSplit]:
         saved.append(pin_process(os.getpid(), split.logflow_cpus))
         if split.kafka_pid is not None:
             saved.append(pin_process(split.kafka_pid, split.logflow_cpus))
-        yield split
+        yield
     finally:
         for affinity in reversed(saved):
             restore(affinity)

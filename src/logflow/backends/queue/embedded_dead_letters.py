@@ -49,14 +49,10 @@ class EmbeddedDeadLetterCursor:
         self._path = offsets / f"{group}.offset"
         self._lock_fd = os.open(offsets / f"{group}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
-            raise ReplayInProgress(f"dead letters of replay group {group!r} are being replayed already") from None
-        except BaseException:
-            os.close(self._lock_fd)
-            raise
-        try:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ReplayInProgress(f"dead letters of replay group {group!r} are being replayed already") from None
             first = log.first_offset()
             self._committed = max(first, read_offset(self._path) or first)
             self._end = log.durable_end()  # letters added from now on wait for the next cursor
